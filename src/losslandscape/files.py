@@ -1,0 +1,95 @@
+"""Atomic, provenance-carrying result files: a crash never leaves half a file behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic, torch.Tensor)):
+        return value.item() if value.ndim == 0 else value.tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, Any], provenance: dict[str, Any]) -> None:
+    """Save ``arrays`` with ``provenance`` (a JSON string under the key ``provenance``)."""
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    payload["provenance"] = np.asarray(json.dumps(provenance, sort_keys=True, default=_json_default))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object stops numpy from appending ".npz" to the temp name
+            np.savez(f, **payload)
+
+
+def read_npz(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Inverse of :func:`write_npz`: ``(arrays, provenance)``."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k != "provenance"}
+        provenance = json.loads(str(data["provenance"])) if "provenance" in data.files else {}
+    return arrays, provenance
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def stable_hash(data: Any, length: int = 12) -> str:
+    """Hash of JSON-able ``data`` that does not depend on key order, Python version or process."""
+    text = json.dumps(data, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def tensor_dict_hash(tensors: dict[str, torch.Tensor], length: int = 12) -> str:
+    """Content hash of a parameter dict (names, shapes, dtypes and values)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()[:length]
+
+
+def package_versions() -> dict[str, str]:
+    """Versions that change numbers, recorded in every result's provenance."""
+    import losslandscape
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "losslandscape": losslandscape.__version__,
+    }

@@ -1,0 +1,199 @@
+"""Scan geometries (config group ``scan``) and the resumable runner that evaluates them.
+
+A scan is a set of coordinate vectors ``a`` (one entry per direction); the runner evaluates
+``theta + sum_i a_i d_i`` on every split with the one :class:`Evaluator` and writes the grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..files import read_npz, stable_hash, tensor_dict_hash, write_npz
+from .evaluator import Evaluator, ParamDict
+
+METRICS = ("loss", "accuracy")
+
+
+def _check_span(span: Sequence[float], points: int, what: str) -> tuple[float, float]:
+    span = tuple(float(v) for v in span)
+    if len(span) != 2 or not span[0] < span[1]:
+        raise ValueError(f"{what} span must be [low, high] with low < high, got {list(span)}")
+    if int(points) < 2:
+        raise ValueError(f"{what} needs at least 2 points, got {points}")
+    return span
+
+
+class LineScan:
+    """1D curve ``L(theta + lambda d)`` for ``lambda`` in ``span``, ``points`` evenly spaced."""
+
+    kind = "line"
+    num_directions = 1
+
+    def __init__(self, name: str = "line", span: Sequence[float] = (-1.0, 1.0), points: int = 51):
+        self.name = name
+        self.span = _check_span(span, points, f"line scan {name!r}")
+        self.points = int(points)
+
+    def axes(self) -> dict[str, np.ndarray]:
+        return {"lambda": np.linspace(*self.span, self.points)}
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return (self.points,)
+
+    def coordinates(self) -> torch.Tensor:
+        return torch.from_numpy(self.axes()["lambda"])[:, None]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "span": list(self.span), "points": self.points}
+
+
+class PlaneScan:
+    """2D surface ``L(theta + alpha d1 + beta d2)`` on an ``x_points`` x ``y_points`` grid.
+
+    Grids are stored as ``(y_points, x_points)`` arrays, ``Z[j, i] = L(alpha=x[i], beta=y[j])``,
+    which is what ``matplotlib.contour(x, y, Z)`` expects.
+    """
+
+    kind = "plane"
+    num_directions = 2
+
+    def __init__(
+        self,
+        name: str = "plane",
+        x_span: Sequence[float] = (-1.0, 1.0),
+        y_span: Sequence[float] = (-1.0, 1.0),
+        x_points: int = 21,
+        y_points: int = 21,
+        orthogonalize: bool = True,
+    ):
+        self.name = name
+        self.x_span = _check_span(x_span, x_points, f"plane scan {name!r} x")
+        self.y_span = _check_span(y_span, y_points, f"plane scan {name!r} y")
+        self.x_points, self.y_points = int(x_points), int(y_points)
+        self.orthogonalize = bool(orthogonalize)
+
+    def axes(self) -> dict[str, np.ndarray]:
+        return {"x": np.linspace(*self.x_span, self.x_points), "y": np.linspace(*self.y_span, self.y_points)}
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return (self.y_points, self.x_points)
+
+    def coordinates(self) -> torch.Tensor:
+        axes = self.axes()
+        beta, alpha = np.meshgrid(axes["y"], axes["x"], indexing="ij")
+        return torch.from_numpy(np.stack([alpha.ravel(), beta.ravel()], axis=1))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "x_span": list(self.x_span),
+            "y_span": list(self.y_span),
+            "x_points": self.x_points,
+            "y_points": self.y_points,
+            "orthogonalize": self.orthogonalize,
+        }
+
+
+@dataclass
+class ScanResult:
+    """A finished scan: its axes, one grid per ``{split}_{metric}``, and where it came from."""
+
+    kind: str
+    name: str
+    axes: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        arrays = {**{f"axis_{k}": v for k, v in self.axes.items()}, **self.values}
+        write_npz(path, arrays, {**self.provenance, "kind": self.kind, "name": self.name})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ScanResult":
+        arrays, provenance = read_npz(path)
+        axes = {k[len("axis_") :]: v for k, v in arrays.items() if k.startswith("axis_")}
+        values = {k: v for k, v in arrays.items() if not k.startswith("axis_")}
+        return cls(provenance["kind"], provenance["name"], axes, values, provenance)
+
+    def center_value(self, key: str) -> float:
+        """The value at the grid point nearest to the origin (theta itself when 0 is on the grid)."""
+        index = tuple(int(np.argmin(np.abs(axis))) for axis in reversed(list(self.axes.values())))
+        return float(self.values[key][index if len(index) > 1 else index[0]])
+
+
+def run_scan(
+    scan: LineScan | PlaneScan,
+    theta: ParamDict,
+    directions: Sequence[ParamDict],
+    evaluators: dict[str, Evaluator],
+    path: str | Path,
+    provenance: dict[str, Any] | None = None,
+    points_per_batch: int = 1,
+    progress: bool = True,
+) -> ScanResult:
+    """Evaluate ``scan`` and save it to ``path``, resuming from ``path.partial.npz`` if present.
+
+    The partial file carries a fingerprint of everything that determines the numbers (scan,
+    theta, directions, splits); a restart with the same inputs continues after the last saved
+    block and recomputes nothing, a restart with other inputs starts over.
+    """
+    if len(directions) != scan.num_directions:
+        raise ValueError(f"{scan.kind} scan needs {scan.num_directions} direction(s), got {len(directions)}")
+    path = Path(path)
+    partial = path.with_name(path.name.replace(".npz", "") + ".partial.npz")
+    coordinates = scan.coordinates()
+    splits = list(evaluators)
+    fingerprint = stable_hash(
+        {
+            "scan": scan.describe(),
+            "theta": tensor_dict_hash(theta),
+            "directions": [tensor_dict_hash(d) for d in directions],
+            "splits": {s: len(e) for s, e in evaluators.items()},
+        }
+    )
+    values, done = _resume(partial, fingerprint, (len(coordinates), len(splits), len(METRICS)))
+    block = max(points_per_batch, -(-len(coordinates) // 50))
+    bar = tqdm(total=len(coordinates), initial=done, desc=f"scan {scan.name}", disable=not progress, leave=False)
+    with torch.inference_mode():
+        for start in range(done, len(coordinates), block):
+            chunk = coordinates[start : start + block]
+            for s, split in enumerate(splits):
+                values[start : start + len(chunk), s] = (
+                    evaluators[split].metrics_at(theta, directions, chunk, points_per_batch).double().cpu().numpy()
+                )
+            done = start + len(chunk)
+            write_npz(partial, {"values": values, "done": done}, {"fingerprint": fingerprint})
+            bar.update(len(chunk))
+    bar.close()
+    grids = {
+        f"{split}_{metric}": values[:, s, m].reshape(scan.grid_shape)
+        for s, split in enumerate(splits)
+        for m, metric in enumerate(METRICS)
+    }
+    result = ScanResult(
+        scan.kind,
+        scan.name,
+        scan.axes(),
+        grids,
+        {**(provenance or {}), "scan": scan.describe(), "fingerprint": fingerprint, "splits": splits},
+    )
+    result.save(path)
+    partial.unlink(missing_ok=True)
+    return result
+
+
+def _resume(partial: Path, fingerprint: str, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    if partial.exists():
+        arrays, meta = read_npz(partial)
+        if meta.get("fingerprint") == fingerprint and arrays["values"].shape == shape:
+            return arrays["values"], int(arrays["done"])
+    return np.full(shape, np.nan), 0

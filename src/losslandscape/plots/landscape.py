@@ -1,0 +1,76 @@
+"""Figures of scans: 1D curves, 2D contours with labelled levels, 3D surfaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .style import SPLIT_COLORS, STYLE, plt, save_figure
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """Non-finite losses (far from the minimum) become gaps instead of breaking the axes."""
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def plot_curves(results: Sequence, stem: str | Path, log_scale: bool = False, title: str | None = None) -> list[Path]:
+    """Loss and accuracy against lambda; one colour per split, one line style per curve."""
+    styles = ["-", "--", ":", "-."]
+    with plt.rc_context(STYLE):
+        figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(8.0, 3.2))
+        for index, result in enumerate(results):
+            lam = result.axes["lambda"]
+            for split in result.provenance.get("splits", ["train"]):
+                label = f"{split}" if len(results) == 1 else f"{result.name} ({split})"
+                style = dict(color=SPLIT_COLORS.get(split), linestyle=styles[index % len(styles)], label=label)
+                loss_axis.plot(lam, _finite(result.values[f"{split}_loss"]), **style)
+                accuracy_axis.plot(lam, 100 * _finite(result.values[f"{split}_accuracy"]), **style)
+        loss_axis.set(xlabel=r"$\lambda$", ylabel="cross-entropy loss")
+        accuracy_axis.set(xlabel=r"$\lambda$", ylabel="accuracy (%)")
+        if log_scale:
+            loss_axis.set_yscale("log")
+        for axis in (loss_axis, accuracy_axis):
+            axis.axvline(0.0, color="0.5", linewidth=0.8)
+            axis.legend()
+        figure.suptitle(title or ", ".join(r.name for r in results))
+        figure.tight_layout()
+        return save_figure(figure, stem)
+
+
+def _grid(result, split: str, log_scale: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    x, y = np.meshgrid(result.axes["x"], result.axes["y"])
+    z = _finite(result.values[f"{split}_loss"])
+    if log_scale:
+        return x, y, np.log10(np.where(z > 0, z, np.nan)), f"log10 {split} loss"
+    return x, y, z, f"{split} loss"
+
+
+def plot_contour(result, stem: str | Path, split: str = "train", levels: int = 20, log_scale: bool = False) -> list[Path]:
+    """Filled contour with labelled level lines; theta marked at the origin."""
+    x, y, z, label = _grid(result, split, log_scale)
+    with plt.rc_context(STYLE):
+        figure, axis = plt.subplots(figsize=(4.6, 4.0))
+        filled = axis.contourf(x, y, z, levels=levels, cmap="viridis")
+        lines = axis.contour(x, y, z, levels=filled.levels, colors="white", linewidths=0.5)
+        axis.clabel(lines, lines.levels[::2], fmt="%.2f", fontsize=7)
+        figure.colorbar(filled, ax=axis, label=label)
+        axis.plot(0, 0, marker="*", linestyle="none", color="red", markersize=9, label=r"$\theta$")
+        axis.set(xlabel=r"$\alpha$ (direction 1)", ylabel=r"$\beta$ (direction 2)", title=f"{result.name}: {label}")
+        axis.set_aspect("equal", adjustable="box")
+        axis.grid(False)
+        axis.legend(loc="upper right")
+        return save_figure(figure, stem)
+
+
+def plot_surface(result, stem: str | Path, split: str = "train", log_scale: bool = False) -> list[Path]:
+    """3D surface of the loss over the plane."""
+    x, y, z, label = _grid(result, split, log_scale)
+    with plt.rc_context(STYLE):
+        figure = plt.figure(figsize=(5.2, 4.2))
+        axis = figure.add_subplot(projection="3d")
+        axis.plot_surface(x, y, np.ma.masked_invalid(z), cmap="viridis", linewidth=0, antialiased=True)
+        axis.set(xlabel=r"$\alpha$", ylabel=r"$\beta$", zlabel=label, title=f"{result.name}: {label}")
+        axis.view_init(elev=30, azim=-60)
+        return save_figure(figure, stem)

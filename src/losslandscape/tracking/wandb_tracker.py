@@ -1,0 +1,142 @@
+"""Weights & Biases adapter: consumes result objects and files, never leaks into the core.
+
+Without credentials (or without network) the run is written offline into the run directory, with
+one notice saying how to upload it later with ``wandb sync``.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "online", "offline", "disabled")
+TABLE_ROW_LIMIT = 10_000  # W&B keeps at most this many rows of a logged table
+
+
+def has_wandb_credentials() -> bool:
+    """An API key in the environment or in ``~/.netrc`` for the configured W&B host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+class NullTracker:
+    """``logger=none``: every call is accepted and nothing is sent anywhere."""
+
+    run = None
+
+    def lightning_logger(self) -> None:
+        return None
+
+    def log_history(self, history: list[dict[str, float]]) -> None: ...
+
+    def log_scan(self, result: Any, figures: list[Path]) -> None: ...
+
+    def log_summary(self, summary: dict[str, Any]) -> None: ...
+
+    def finish(self, exit_code: int = 0) -> None: ...
+
+
+class WandbTracker(NullTracker):
+    """One W&B run per job: training curves, every curve and surface, the summary."""
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        config: dict[str, Any],
+        project: str = "losslandscape",
+        entity: str | None = None,
+        mode: str = "auto",
+        group: str | None = None,
+        job_type: str | None = None,
+        name: str | None = None,
+        tags: list[str] | None = None,
+    ):
+        import wandb
+
+        if mode not in MODES:
+            raise ValueError(f"unknown logger.mode {mode!r}: expected one of {', '.join(MODES)}")
+        self._wandb = wandb
+        if mode == "auto":
+            mode = "online" if has_wandb_credentials() else "offline"
+            if mode == "offline":
+                print(f"W&B: no API key found, logging offline to {output_dir}/wandb (upload later with `wandb sync`)")
+        kwargs = dict(
+            project=project, entity=entity, group=group, job_type=job_type, name=name,
+            tags=list(tags or []), config=config, dir=str(output_dir), reinit="finish_previous",
+        )
+        try:
+            self.run = wandb.init(mode=mode, **kwargs)
+        except Exception as error:  # no network or a rejected key: keep the run, offline
+            if mode != "online":
+                raise
+            print(f"W&B: could not reach the server ({type(error).__name__}), logging offline to {output_dir}/wandb")
+            self.run = wandb.init(mode="offline", **kwargs)
+
+    def lightning_logger(self) -> Any:
+        from pytorch_lightning.loggers import WandbLogger
+
+        return WandbLogger(experiment=self.run)
+
+    def log_history(self, history: list[dict[str, float]]) -> None:
+        """Per-epoch training metrics of cached checkpoints (live training logs through Lightning)."""
+        if not history:
+            return
+        columns = sorted({k for row in history for k in row})
+        table = self._wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in history])
+        self.run.log({"train/history": table})
+
+    def log_scan(self, result: Any, figures: list[Path]) -> None:
+        """A curve or surface: its figures as images and its values as a table (or an artifact if large)."""
+        prefix = f"{result.kind}/{result.name}"
+        payload: dict[str, Any] = {f"{prefix}/{Path(f).stem}": self._wandb.Image(str(f)) for f in figures if str(f).endswith(".png")}
+        columns, rows = _scan_rows(result)
+        if len(rows) <= TABLE_ROW_LIMIT:
+            table = self._wandb.Table(columns=columns, data=rows)
+            payload[f"{prefix}/table"] = table
+            if result.kind == "line":
+                for key in result.values:
+                    payload[f"{prefix}/{key}"] = self._wandb.plot.line(table, columns[0], key, title=f"{result.name}: {key}")
+        elif result.provenance.get("path"):
+            artifact = self._wandb.Artifact(f"{result.kind}-{result.name}", type="surface")
+            artifact.add_file(result.provenance["path"])
+            self.run.log_artifact(artifact)
+        self.run.log(payload)
+
+    def log_summary(self, summary: dict[str, Any]) -> None:
+        self.run.summary.update(_flatten(summary))
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)
+
+
+def _scan_rows(result: Any) -> tuple[list[str], list[list[float]]]:
+    axis_names = list(result.axes)
+    grids = np.meshgrid(*[result.axes[a] for a in reversed(axis_names)], indexing="ij")
+    coords = [g.ravel() for g in reversed(grids)]
+    keys = list(result.values)
+    columns = axis_names + keys
+    data = np.stack(coords + [result.values[k].ravel() for k in keys], axis=1)
+    return columns, data.tolist()
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
