@@ -209,18 +209,32 @@ def test_digits_rejects_bad_test_fraction():
 # ---------------------------------------------------------------- synthetic
 
 
-def test_gaussian_mixture_matches_make_blobs_and_is_standardized():
-    from sklearn.datasets import make_blobs
-
+def test_gaussian_mixture_shapes_and_standardization():
     splits = make_gaussian_mixture(n_samples=500, n_features=3, num_classes=4, cluster_std=0.5, seed=7)
     assert splits.name == "gaussian_mixture" and splits.num_classes == 4
     assert splits.train_x.shape == (400, 3) and splits.test_x.shape == (100, 3)
     assert splits.train_x.dtype == torch.float32 and splits.train_y.dtype == torch.int64
-    assert sorted(set(splits.train_y.tolist())) == [0, 1, 2, 3]
+    assert torch.bincount(splits.test_y).tolist() == [25, 25, 25, 25]  # 125 per blob, stratified
     assert_standardized(splits)
-    x, y = make_blobs(n_samples=500, n_features=3, centers=4, cluster_std=0.5, random_state=7)
-    assert sorted(np.bincount(y).tolist()) == sorted(
-        (torch.bincount(splits.train_y) + torch.bincount(splits.test_y)).tolist())
+
+
+@pytest.mark.parametrize("which", ["gaussian_mixture", "moons"])
+def test_synthetic_points_are_sklearns_for_the_seed(which):
+    from sklearn.datasets import make_blobs
+    from sklearn.datasets import make_moons as sk_moons
+    from sklearn.model_selection import train_test_split
+
+    if which == "moons":
+        splits = make_moons(n_samples=300, noise=0.2, seed=4)
+        x, y = sk_moons(n_samples=300, noise=0.2, random_state=4)
+    else:
+        splits = make_gaussian_mixture(n_samples=300, n_features=5, num_classes=3, cluster_std=2.0, seed=4)
+        x, y = make_blobs(n_samples=300, n_features=5, centers=3, cluster_std=2.0, random_state=4)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x.astype(np.float32), y, test_size=0.2, random_state=4, stratify=y)
+    assert splits.train_y.tolist() == y_train.tolist() and splits.test_y.tolist() == y_test.tolist()
+    assert torch.allclose(unstandardize(splits.train_x, x_train), torch.from_numpy(x_train).double(), atol=1e-5)
+    assert torch.allclose(unstandardize(splits.test_x, x_train), torch.from_numpy(x_test).double(), atol=1e-5)
 
 
 def test_synthetic_seed_determinism():
@@ -364,7 +378,8 @@ def test_mnist_wrong_image_size_and_label_range(tmp_path):
 
 
 def test_mnist_unknown_variant(tmp_path):
-    with pytest.raises(DatasetError, match=r"unknown MNIST variant 'kmnist': expected one of \['fashion_mnist', 'mnist'\]"):
+    expected = r"unknown MNIST variant 'kmnist': expected one of \['fashion_mnist', 'mnist'\]"
+    with pytest.raises(DatasetError, match=expected):
         load_mnist(str(tmp_path), variant="kmnist")
 
 
@@ -459,6 +474,14 @@ def test_cifar_missing_file_names_path_and_expected_files(tmp_path):
     assert "Set dataset.root" in message
 
 
+def test_cifar_empty_root_names_the_official_folder(tmp_path):
+    with pytest.raises(DatasetError) as error:
+        load_cifar(str(tmp_path), num_classes=100)
+    message = str(error.value)
+    assert message.startswith(f"CIFAR-100 file not found: {tmp_path / 'cifar-100-python' / 'train'}, ")
+    assert f"Expected in {tmp_path / 'cifar-100-python'} (or directly in {tmp_path}): train, test, meta" in message
+
+
 def test_cifar_meta_must_match_num_classes(tmp_path):
     md5, _ = write_cifar10(tmp_path)
     write_pickle(tmp_path / "batches.meta", {b"label_names": [b"x"] * 9})
@@ -547,5 +570,6 @@ def test_config_root_follows_data_root(tmp_path, monkeypatch):
     write_mnist(tmp_path / "fashion_mnist")
     assert instantiate_option("fashion_mnist").train_y.tolist() == [7, 0, 9, 3, 3]
     # Hydra wraps the loader's DatasetError; its message still names the resolved folder.
-    with pytest.raises(InstantiationException, match=re.escape(f"{tmp_path / 'mnist' / 'train-images-idx3-ubyte'}(.gz)")):
+    missing = re.escape(f"{tmp_path / 'mnist' / 'train-images-idx3-ubyte'}(.gz)")
+    with pytest.raises(InstantiationException, match=missing):
         instantiate_option("mnist")

@@ -114,7 +114,9 @@ def load_cifar(
 def find_cifar_folder(root: Path, layout: CifarLayout) -> Path:
     """``root/<official folder>`` if it exists, else ``root`` itself; all expected files must be there."""
     nested = root / layout.folder
-    folder = nested if nested.is_dir() else root
+    files_in_root = any((root / name).is_file() for name in layout.all_files)
+    # With nothing anywhere, name the nested paths: extracting the tarball into root creates them.
+    folder = root if files_in_root and not nested.is_dir() else nested
     missing = [name for name in layout.all_files if not (folder / name).is_file()]
     if missing:
         raise DatasetError(
@@ -134,7 +136,7 @@ def verify_md5(path: Path, expected_md5: Mapping[str, str], title: str = "CIFAR"
         )
     actual = file_md5(path)
     expected = str(expected_md5[path.name]).lower()
-    if False:
+    if actual != expected:
         raise DatasetError(
             f"md5 mismatch for {title} file {path}: expected {expected}, got {actual}. The file is "
             f"corrupt or not the official one; fetch it again (or pass an md5 table for custom files)."

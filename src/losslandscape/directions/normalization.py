@@ -69,11 +69,11 @@ def _filter_normalize(d: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def global_norm(tensors: ParamDict) -> torch.Tensor:
-    return torch.sqrt(sum((v.double() ** 2).sum() for v in tensors.values()))
+    return torch.sqrt(sum(((v.double() ** 2).sum() for v in tensors.values()), torch.zeros((), dtype=torch.float64)))
 
 
 def dot(a: ParamDict, b: ParamDict) -> torch.Tensor:
-    return sum((a[n].double() * b[n].double()).sum() for n in a)
+    return sum(((a[n].double() * b[n].double()).sum() for n in a), torch.zeros((), dtype=torch.float64))
 
 
 def orthogonalize(d: ParamDict, against: ParamDict) -> ParamDict:

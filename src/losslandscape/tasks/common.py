@@ -55,7 +55,7 @@ def open_session(cfg: DictConfig) -> Session:
         tracker = NullTracker()
     else:
         config = OmegaConf.to_container(cfg, resolve=True)
-        tracker = instantiate(cfg.logger, output_dir=str(output_dir), config=config)
+        tracker = instantiate(cfg.logger, _partial_=True)(output_dir=str(output_dir), run_config=config)
     return Session(cfg, output_dir, device, data, tracker)
 
 
@@ -76,11 +76,11 @@ def run_task(cfg: DictConfig, body) -> dict[str, Any]:
         summary = body(session)
         write_json(session.output_dir / "summary.json", summary)
         session.tracker.log_summary(summary)
-        print_summary(summary, session.output_dir)
     except BaseException:
         session.tracker.finish(exit_code=1)
         raise
     session.tracker.finish(exit_code=0)
+    print_summary(summary, session.output_dir)
     return summary
 
 

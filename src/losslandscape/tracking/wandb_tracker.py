@@ -55,7 +55,7 @@ class WandbTracker(NullTracker):
     def __init__(
         self,
         output_dir: str | Path,
-        config: dict[str, Any],
+        run_config: dict[str, Any],
         project: str = "losslandscape",
         entity: str | None = None,
         mode: str = "auto",
@@ -75,7 +75,7 @@ class WandbTracker(NullTracker):
                 print(f"W&B: no API key found, logging offline to {output_dir}/wandb (upload later with `wandb sync`)")
         kwargs = dict(
             project=project, entity=entity, group=group, job_type=job_type, name=name,
-            tags=list(tags or []), config=config, dir=str(output_dir), reinit="finish_previous",
+            tags=list(tags or []), config=run_config, dir=str(output_dir), reinit="finish_previous",
         )
         try:
             self.run = wandb.init(mode=mode, **kwargs)

@@ -1,0 +1,172 @@
+"""The evaluator and the scans against independent truth: numpy losses of a linear model, the model itself."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from losslandscape.landscape import scans as scans_module
+from losslandscape.landscape.evaluator import Evaluator, parameters_of
+from losslandscape.landscape.scans import LineScan, PlaneScan, ScanResult, run_scan
+from losslandscape.models.cnn import SmallCNN
+
+
+def numpy_cross_entropy(x, y, weight, bias):
+    """Mean softmax cross-entropy and accuracy of the linear classifier x @ W^T + b, in float64 numpy."""
+    logits = x @ weight.T + bias
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(y)), y].mean(), (logits.argmax(axis=1) == y).mean()
+
+
+@pytest.fixture
+def linear_problem():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 4).double()
+    x = torch.randn(50, 3, dtype=torch.float64)
+    y = torch.randint(0, 4, (50,))
+    theta = parameters_of(model)
+    d1 = {"weight": torch.randn(4, 3, dtype=torch.float64), "bias": torch.zeros(4, dtype=torch.float64)}
+    d2 = {"weight": torch.randn(4, 3, dtype=torch.float64), "bias": torch.randn(4, dtype=torch.float64)}
+    return model, x, y, theta, d1, d2
+
+
+def test_line_scan_of_a_linear_model_gives_the_analytic_curve(linear_problem, tmp_path):
+    model, x, y, theta, d1, _ = linear_problem
+    scan = LineScan(span=(-2.0, 3.0), points=11)
+    result = run_scan(scan, theta, [d1], {"train": Evaluator(model, x, y, batch_size=7)}, tmp_path / "c.npz", progress=False)
+    for lam, loss, accuracy in zip(result.axes["lambda"], result.values["train_loss"], result.values["train_accuracy"]):
+        w = (theta["weight"] + lam * d1["weight"]).numpy()
+        expected_loss, expected_accuracy = numpy_cross_entropy(x.numpy(), y.numpy(), w, theta["bias"].numpy())
+        assert loss == pytest.approx(expected_loss, rel=1e-12)
+        assert accuracy == pytest.approx(expected_accuracy, abs=1e-12)
+
+
+def test_plane_grid_has_the_orientation_of_its_coordinates_on_a_non_square_grid(linear_problem, tmp_path):
+    model, x, y, theta, d1, d2 = linear_problem
+    scan = PlaneScan(x_span=(-1.0, 2.0), y_span=(-0.5, 0.5), x_points=4, y_points=3)
+    result = run_scan(scan, theta, [d1, d2], {"test": Evaluator(model, x, y)}, tmp_path / "s.npz", progress=False)
+    grid = result.values["test_loss"]
+    assert grid.shape == (3, 4)  # (y_points, x_points)
+    np.testing.assert_allclose(result.axes["x"], [-1.0, 0.0, 1.0, 2.0])
+    np.testing.assert_allclose(result.axes["y"], [-0.5, 0.0, 0.5])
+    for j, beta in enumerate(result.axes["y"]):
+        for i, alpha in enumerate(result.axes["x"]):
+            w = (theta["weight"] + alpha * d1["weight"] + beta * d2["weight"]).numpy()
+            b = (theta["bias"] + alpha * d1["bias"] + beta * d2["bias"]).numpy()
+            assert grid[j, i] == pytest.approx(numpy_cross_entropy(x.numpy(), y.numpy(), w, b)[0], rel=1e-12)
+
+
+def test_center_of_every_scan_is_the_unperturbed_model(tmp_path):
+    torch.manual_seed(1)
+    model = SmallCNN((1, 8, 8), 10, batch_norm=True).eval()
+    model(torch.randn(64, 1, 8, 8))  # eval mode: BN running stats stay at their init, still exercised
+    x, y = torch.randn(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    theta = parameters_of(model)
+    d = [{n: torch.randn_like(t) for n, t in theta.items()} for _ in range(2)]
+    with torch.no_grad():
+        logits = model(x)
+    truth_loss = F.cross_entropy(logits, y).item()
+    truth_accuracy = (logits.argmax(1) == y).float().mean().item()
+    evaluators = {"train": Evaluator(model, x, y, batch_size=16)}
+    line = run_scan(LineScan(points=5), theta, d[:1], evaluators, tmp_path / "l.npz", progress=False)
+    plane = run_scan(PlaneScan(x_points=3, y_points=5), theta, d, evaluators, tmp_path / "p.npz", progress=False)
+    for result in (line, plane):
+        assert result.center_value("train_loss") == pytest.approx(truth_loss, rel=1e-5)
+        assert result.center_value("train_accuracy") == pytest.approx(truth_accuracy, abs=1e-7)
+    assert plane.values["train_loss"][2, 1] == pytest.approx(truth_loss, rel=1e-5)
+
+
+def test_vmap_batches_of_points_equal_the_plain_loop(tmp_path):
+    torch.manual_seed(2)
+    model = SmallCNN((1, 8, 8), 10)
+    x, y = torch.randn(30, 1, 8, 8), torch.randint(0, 10, (30,))
+    theta = parameters_of(model)
+    d = [{n: torch.randn_like(t) * 0.1 for n, t in theta.items()} for _ in range(2)]
+    evaluator = Evaluator(model, x, y, batch_size=8)
+    coordinates = PlaneScan(x_points=4, y_points=3).coordinates()
+    with torch.inference_mode():
+        loop = evaluator.metrics_at(theta, d, coordinates, points_per_batch=1)
+        batched = evaluator.metrics_at(theta, d, coordinates, points_per_batch=5)
+    torch.testing.assert_close(batched, loop, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluator_weights_uneven_batches_exactly(linear_problem):
+    model, x, y, theta, *_ = linear_problem
+    expected = numpy_cross_entropy(x.numpy(), y.numpy(), theta["weight"].numpy(), theta["bias"].numpy())
+    for batch_size in (1, 7, 50, 1000):
+        loss, accuracy = Evaluator(model, x, y, batch_size=batch_size).metrics(theta).tolist()
+        assert loss == pytest.approx(expected[0], rel=1e-12)
+        assert accuracy == pytest.approx(expected[1], abs=1e-12)
+
+
+def test_non_finite_losses_are_stored_not_raised(linear_problem, tmp_path):
+    model, x, y, theta, d1, _ = linear_problem
+    model, x, theta = model.float(), x.float(), {n: v.float() for n, v in theta.items()}
+    huge = {n: v.float().clamp(-2, 2) * 1.5e38 for n, v in d1.items()}  # finite, but logits overflow at |lambda| = 1
+    result = run_scan(LineScan(points=5), theta, [huge], {"train": Evaluator(model, x, y)}, tmp_path / "c.npz", progress=False)
+    losses = result.values["train_loss"]
+    assert np.isfinite(losses[2])
+    assert not np.isfinite(losses[[0, 4]]).any()
+    assert not np.isfinite(ScanResult.load(tmp_path / "c.npz").values["train_loss"][[0, 4]]).any()
+
+
+class CountingEvaluator(Evaluator):
+    """Counts evaluated points and can crash after a given number, like a killed job."""
+
+    def __init__(self, *args, crash_after=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.evaluated, self.crash_after = 0, crash_after
+
+    def metrics(self, params):
+        if self.crash_after is not None and self.evaluated >= self.crash_after:
+            raise KeyboardInterrupt("killed")
+        self.evaluated += 1
+        return super().metrics(params)
+
+
+def test_a_killed_scan_resumes_without_recomputing_and_ends_identical(linear_problem, tmp_path, monkeypatch):
+    model, x, y, theta, d1, d2 = linear_problem
+    scan = PlaneScan(x_points=6, y_points=5)  # 30 points, saved in blocks of 1
+    clean = run_scan(scan, theta, [d1, d2], {"train": Evaluator(model, x, y)}, tmp_path / "clean.npz", progress=False)
+
+    path = tmp_path / "resumed.npz"
+    crashing = CountingEvaluator(model, x, y, crash_after=17)
+    with pytest.raises(KeyboardInterrupt):
+        run_scan(scan, theta, [d1, d2], {"train": crashing}, path, progress=False)
+    assert not path.exists() and (tmp_path / "resumed.partial.npz").exists()
+
+    restarted = CountingEvaluator(model, x, y)
+    resumed = run_scan(scan, theta, [d1, d2], {"train": restarted}, path, progress=False)
+    assert restarted.evaluated == 30 - 17
+    np.testing.assert_array_equal(resumed.values["train_loss"], clean.values["train_loss"])
+    assert not (tmp_path / "resumed.partial.npz").exists()
+
+
+def test_a_partial_file_of_other_inputs_is_not_reused(linear_problem, tmp_path):
+    model, x, y, theta, d1, d2 = linear_problem
+    path = tmp_path / "scan.npz"
+    with pytest.raises(KeyboardInterrupt):
+        run_scan(LineScan(points=9), theta, [d1], {"train": CountingEvaluator(model, x, y, crash_after=4)}, path, progress=False)
+    fresh = CountingEvaluator(model, x, y)
+    run_scan(LineScan(points=9), theta, [d2], {"train": fresh}, path, progress=False)
+    assert fresh.evaluated == 9
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: LineScan(span=(1.0, -1.0)), r"span must be \[low, high\] with low < high, got \[1.0, -1.0\]"),
+        (lambda: LineScan(points=1), "needs at least 2 points, got 1"),
+        (lambda: PlaneScan(y_points=0), "needs at least 2 points, got 0"),
+    ],
+)
+def test_impossible_grids_are_rejected(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_scan_with_the_wrong_number_of_directions_is_rejected(linear_problem, tmp_path):
+    model, x, y, theta, d1, _ = linear_problem
+    with pytest.raises(ValueError, match="plane scan needs 2 direction"):
+        run_scan(PlaneScan(), theta, [d1], {"train": Evaluator(model, x, y)}, tmp_path / "p.npz", progress=False)

@@ -1,0 +1,140 @@
+"""The real Hydra configs, composed and run tiny: files, numbers, caching, errors, every group option."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.errors import MissingConfigException
+from hydra.utils import instantiate
+
+from conftest import CONF_DIR, compose_config
+from losslandscape.landscape.scans import ScanResult
+from losslandscape.tasks.landscape import run_landscape
+from losslandscape.tasks.train import run_train
+from losslandscape.training.checkpoints import model_from_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_job_writes_every_file_with_provenance(tiny_config, capsys):
+    cfg = tiny_config()
+    summary = run_landscape(cfg)
+    out = Path(cfg.output_dir)
+    assert json.loads((out / "summary.json").read_text())["scans"].keys() == {"line", "plane"}
+    for name in ["curves/line.npz", "surfaces/plane.npz", "figures/line.png", "figures/line.pdf",
+                 "figures/plane_contour.png", "figures/plane_contour.pdf", "figures/plane_surface.png"]:
+        assert (out / name).stat().st_size > 0, name
+    assert len(list((out / "directions").glob("direction*.pt"))) == 2
+
+    line = ScanResult.load(out / "curves/line.npz")
+    assert line.values["train_loss"].shape == (7,) and line.values["test_accuracy"].shape == (7,)
+    assert line.provenance["bn_mode"] == "eval"
+    assert line.provenance["config"]["model"]["_target_"] == "losslandscape.models.cnn.SmallCNN"
+    assert line.provenance["versions"]["torch"] == torch.__version__
+    plane = ScanResult.load(out / "surfaces/plane.npz")
+    assert plane.values["train_loss"].shape == (3, 5)
+
+    # the center of both scans is the trained model, evaluated independently here
+    model = model_from_checkpoint(summary["checkpoint"])
+    data = instantiate(cfg.dataset)
+    with torch.no_grad():
+        truth = torch.nn.functional.cross_entropy(model(data.train_x), data.train_y).item()
+    assert line.center_value("train_loss") == pytest.approx(truth, rel=1e-5)
+    assert plane.center_value("train_loss") == pytest.approx(truth, rel=1e-5)
+    assert summary["train_accuracy"] > 0.5  # two epochs on digits already beat chance (0.1) by far
+    printed = capsys.readouterr().out
+    assert "accuracy: train" in printed and f"results: {out}" in printed
+
+
+def test_trained_checkpoints_are_reused_when_only_scan_settings_change(tiny_config):
+    first = run_train(tiny_config())
+    directory = Path(first["checkpoint_dir"])
+    assert [p.name for p in map(Path, first["checkpoints"])] == ["init.pt", "epoch_001.pt", "epoch_002.pt", "final.pt"]
+    stamp = (directory / "final.pt").stat().st_mtime_ns
+    second = run_landscape(tiny_config("scan.line.points=9", "scan=line"))
+    assert second["reused_checkpoints"] is True and not first["reused_checkpoints"]
+    assert (directory / "final.pt").stat().st_mtime_ns == stamp
+    third = run_train(tiny_config("train.optimizer.lr=0.01"))
+    assert Path(third["checkpoint_dir"]) != directory and third["reused_checkpoints"] is False
+
+
+def test_same_seed_gives_the_same_numbers(tmp_path):
+    overrides = ["train.epochs=1", "scan=line", "scan.line.points=5", "progress=false", "logger=none"]
+    a = run_landscape(compose_config(tmp_path / "a", overrides))
+    b = run_landscape(compose_config(tmp_path / "b", overrides))
+    values_a = ScanResult.load(a["scans"]["line"]["file"]).values
+    values_b = ScanResult.load(b["scans"]["line"]["file"]).values
+    for key in values_a:
+        np.testing.assert_array_equal(values_a[key], values_b[key])
+
+
+def test_two_jobs_started_at_once_train_once(tmp_path):
+    command = [sys.executable, "run.py", "task=train", "train.epochs=1", "logger=none", "progress=false",
+               f"cache_dir={tmp_path / 'cache'}"]
+    jobs = [subprocess.Popen([*command, f"hydra.run.dir={tmp_path / str(i)}"], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outputs = [job.communicate(timeout=300)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    assert sum("reusing trained checkpoints" in out for out in outputs) == 1, outputs
+    assert len(list((tmp_path / "cache").glob("*/final.pt"))) == 1
+
+
+def test_wandb_offline_run_is_written_into_the_run_directory(tiny_config):
+    cfg = tiny_config("logger=wandb", "logger.mode=offline", "scan=line")
+    run_landscape(cfg)
+    runs = list((Path(cfg.output_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    records = list(runs[0].glob("*.wandb"))
+    assert len(records) == 1 and records[0].stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["dataset=moons", "model=mlp", "scan=line"],
+        ["dataset=gaussian_mixture", "model=mlp", "scan=plane", "evaluation.splits=[test]"],
+        ["model=cnn_bn", "scan=line", "evaluation.points_per_batch=4"],
+        ["model=resnet20", "model.width=0.25", "train.epochs=1", "scan=line", "train.schedule=step"],
+        ["model=vgg11_bn", "model.width=0.125", "train.epochs=1", "scan=line", "train.schedule=constant"],
+    ],
+)
+def test_other_group_options_run_end_to_end(tiny_config, overrides):
+    summary = run_landscape(tiny_config(*overrides))
+    for scan in summary["scans"].values():
+        assert all(np.isfinite(v) for v in scan["center"].values())
+
+
+def test_every_option_of_the_scan_direction_logger_and_task_groups_composes_and_instantiates(tmp_path):
+    for group in ["direction", "scan", "task", "logger", "evaluation", "train", "model", "dataset"]:
+        options = sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+        assert options, group
+        for option in options:
+            cfg = compose_config(tmp_path, [f"{group}={option}"])
+            assert cfg[group] is not None or option == "none"
+    direction = instantiate(compose_config(tmp_path).direction)
+    assert direction.describe()["normalization"] == "filter"
+
+
+def test_unknown_option_names_the_choices(tmp_path):
+    with pytest.raises(MissingConfigException) as error:
+        compose_config(tmp_path, ["direction=filter_gausian"])
+    assert "filter_gaussian" in str(error.value)
+
+
+def test_bad_values_fail_before_training(tiny_config):
+    cfg = tiny_config("scan.line.points=1")
+    with pytest.raises(ValueError, match="needs at least 2 points"):
+        run_landscape(cfg)
+    assert not Path(cfg.cache_dir).exists()
+
+
+def test_cli_help_lists_the_config_groups():
+    result = subprocess.run([sys.executable, "run.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for line in ["dataset: cifar10, cifar100, digits, fashion_mnist, gaussian_mixture, mnist, moons",
+                 "logger: none, wandb", "task: landscape, train", "model: cnn, cnn_bn, mlp, resnet20, vgg11_bn, vgg16_bn"]:
+        assert line in result.stdout
