@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra.errors import MissingConfigException
+from hydra.errors import InstantiationException, MissingConfigException
 from hydra.utils import instantiate
 
 from conftest import CONF_DIR, compose_config
@@ -127,7 +127,7 @@ def test_unknown_option_names_the_choices(tmp_path):
 
 def test_bad_values_fail_before_training(tiny_config):
     cfg = tiny_config("scan.line.points=1")
-    with pytest.raises(ValueError, match="needs at least 2 points"):
+    with pytest.raises(InstantiationException, match="line scan 'line' needs at least 2 points, got 1"):
         run_landscape(cfg)
     assert not Path(cfg.cache_dir).exists()
 

@@ -76,6 +76,7 @@ class WandbTracker(NullTracker):
         kwargs = dict(
             project=project, entity=entity, group=group, job_type=job_type, name=name,
             tags=list(tags or []), config=run_config, dir=str(output_dir), reinit="finish_previous",
+            settings=wandb.Settings(init_timeout=30),  # an unreachable server costs seconds, not minutes
         )
         try:
             self.run = wandb.init(mode=mode, **kwargs)
