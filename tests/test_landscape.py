@@ -118,11 +118,11 @@ class CountingEvaluator(Evaluator):
         super().__init__(*args, **kwargs)
         self.evaluated, self.crash_after = 0, crash_after
 
-    def metrics(self, params):
+    def _metrics(self, params, *args):
         if self.crash_after is not None and self.evaluated >= self.crash_after:
             raise KeyboardInterrupt("killed")
         self.evaluated += 1
-        return super().metrics(params)
+        return super()._metrics(params, *args)
 
 
 def test_a_killed_scan_resumes_without_recomputing_and_ends_identical(linear_problem, tmp_path, monkeypatch):
@@ -170,3 +170,95 @@ def test_scan_with_the_wrong_number_of_directions_is_rejected(linear_problem, tm
     model, x, y, theta, d1, _ = linear_problem
     with pytest.raises(ValueError, match="plane scan needs 2 direction"):
         run_scan(PlaneScan(), theta, [d1], {"train": Evaluator(model, x, y)}, tmp_path / "p.npz", progress=False)
+
+
+def bn_problem():
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).double()
+    with torch.no_grad():  # running statistics far from any batch's, so the three policies differ
+        model[1].running_mean.fill_(5.0)
+        model[1].running_var.fill_(9.0)
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-0.5, 0.5)
+    x, y = torch.randn(40, 3, dtype=torch.float64), torch.randint(0, 2, (40,))
+    bn_x = torch.randn(25, 3, dtype=torch.float64) + 1.0
+    return model.eval(), x, y, bn_x
+
+
+def manual_loss(model, x, y, mean, var):
+    h = model[0](x)
+    h = (h - mean) / torch.sqrt(var + model[1].eps) * model[1].weight + model[1].bias
+    return F.cross_entropy(model[2](h), y).item()
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "train", "recompute"])
+def test_batchnorm_policies_match_their_definitions(bn_mode):
+    model, x, y, bn_x = bn_problem()
+    theta = parameters_of(model)
+    evaluator = Evaluator(model, x, y, batch_size=1000, bn_mode=bn_mode, bn_x=bn_x)
+    with torch.no_grad():
+        if bn_mode == "eval":
+            truth = manual_loss(model, x, y, model[1].running_mean, model[1].running_var)
+        elif bn_mode == "train":  # statistics of the evaluated batch itself (biased variance)
+            h = model[0](x)
+            truth = manual_loss(model, x, y, h.mean(0), h.var(0, unbiased=False))
+        else:  # statistics of bn_x, as BatchNorm's cumulative running estimate (unbiased variance)
+            h = model[0](bn_x)
+            truth = manual_loss(model, x, y, h.mean(0), h.var(0, unbiased=True))
+    assert evaluator.loss(theta).item() == pytest.approx(truth, rel=1e-10)
+    assert model[1].running_mean.eq(5.0).all()  # the scanned model's own statistics are untouched
+
+
+def test_bn_policies_give_different_landscapes_and_unknown_policy_is_rejected():
+    model, x, y, bn_x = bn_problem()
+    theta = parameters_of(model)
+    losses = {m: Evaluator(model, x, y, bn_mode=m, bn_x=bn_x).loss(theta).item() for m in ("eval", "train", "recompute")}
+    assert len({round(v, 6) for v in losses.values()}) == 3
+    with pytest.raises(ValueError, match="unknown BatchNorm mode 'frozen': expected one of eval, recompute, train"):
+        Evaluator(model, x, y, bn_mode="frozen")
+
+
+def test_ring_scan_coordinates_lie_on_circles(linear_problem, tmp_path):
+    from losslandscape.landscape.scans import RingScan
+
+    model, x, y, theta, d1, d2 = linear_problem
+    scan = RingScan(radii=[0.5, 2.0], angles=8)
+    coordinates = scan.coordinates().numpy()
+    np.testing.assert_allclose(np.hypot(coordinates[:, 0], coordinates[:, 1]), [0.5] * 8 + [2.0] * 8)
+    result = run_scan(scan, theta, [d1, d2], {"train": Evaluator(model, x, y)}, tmp_path / "r.npz", progress=False)
+    assert result.values["train_loss"].shape == (2, 8)
+    # phi = 90 degrees on the second circle: theta + 2 d2
+    w = (theta["weight"] + 2.0 * d2["weight"]).numpy()
+    b = (theta["bias"] + 2.0 * d2["bias"]).numpy()
+    assert result.values["train_loss"][1, 2] == pytest.approx(numpy_cross_entropy(x.numpy(), y.numpy(), w, b)[0], rel=1e-10)
+
+
+@pytest.mark.parametrize("points_per_batch", [1, 4])
+@pytest.mark.parametrize("make_model", [
+    lambda: SmallCNN((1, 8, 8), 10, batch_norm=True),
+    lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10)),
+])
+def test_first_layer_shortcut_gives_the_same_numbers(make_model, points_per_batch):
+    from losslandscape.landscape.first_layer import first_layer
+
+    torch.manual_seed(4)
+    model = make_model().eval()
+    x, y = torch.randn(30, 1, 8, 8), torch.randint(0, 10, (30,))
+    assert first_layer(model, x[:2]) in ("conv.0", "1")
+    theta = parameters_of(model)
+    d = [{n: torch.randn_like(t) * 0.2 for n, t in theta.items()} for _ in range(2)]
+    coordinates = PlaneScan(x_points=3, y_points=4).coordinates()
+    plain = Evaluator(model, x, y, batch_size=8)
+    fast = Evaluator(model, x, y, batch_size=8, first_layer_mb=64)
+    with torch.inference_mode():
+        expected = plain.metrics_at(theta, d, coordinates, points_per_batch)
+        got = fast.metrics_at(theta, d, coordinates, points_per_batch)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert isinstance(dict(model.named_modules())[first_layer(model, x[:2])], (torch.nn.Conv2d, torch.nn.Linear))
+
+
+def test_first_layer_shortcut_is_skipped_when_a_parametrized_module_comes_first():
+    from losslandscape.landscape.first_layer import first_layer
+
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).eval()
+    assert first_layer(model, torch.randn(2, 4)) is None

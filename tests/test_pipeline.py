@@ -98,6 +98,12 @@ def test_wandb_offline_run_is_written_into_the_run_directory(tiny_config):
         ["dataset=moons", "model=mlp", "scan=line"],
         ["dataset=gaussian_mixture", "model=mlp", "scan=plane", "evaluation.splits=[test]"],
         ["model=cnn_bn", "scan=line", "evaluation.points_per_batch=4"],
+        ["model=cnn_bn", "scan=line", "evaluation.bn_mode=recompute", "evaluation.bn_examples=256"],
+        ["model=cnn_bn", "scan=ring", "scan.ring.angles=6", "evaluation.bn_mode=train", "evaluation.subset=100"],
+        ["direction=sign_consistent", "direction.ratio=0.5", "scan=line"],
+        ["direction=gradient", "scan=line"],
+        ["direction=uniform", "scan=plane"],
+        ["direction=rademacher", "scan=line", "direction.normalization=layer"],
         ["model=resnet20", "model.width=0.25", "train.epochs=1", "scan=line", "train.schedule=step"],
         ["model=vgg11_bn", "model.width=0.125", "train.epochs=1", "scan=line", "train.schedule=constant"],
     ],
@@ -136,5 +142,65 @@ def test_cli_help_lists_the_config_groups():
     result = subprocess.run([sys.executable, "run.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     for line in ["dataset: cifar10, cifar100, digits, fashion_mnist, gaussian_mixture, mnist, moons",
-                 "logger: none, wandb", "task: landscape, train", "model: cnn, cnn_bn, mlp, resnet20, vgg11_bn, vgg16_bn"]:
+                 "logger: none, wandb", "task: landscape, shape_statistics, train", "model: cnn, cnn_bn, mlp, resnet20, vgg11_bn, vgg16_bn"]:
         assert line in result.stdout
+
+
+def test_checkpoint_directions_and_interpolation_reach_the_other_models(tiny_config):
+    summary = run_landscape(tiny_config("direction=towards_init", "scan=[line,interpolation]", "scan.line.span=[0,1]",
+                                        "scan.interpolation.end=seed:1", "scan.interpolation.span=[0,1]",
+                                        "scan.interpolation.points=3", "scan.line.points=5"))
+    line = ScanResult.load(summary["scans"]["line"]["file"])
+    init = model_from_checkpoint(Path(summary["checkpoint"]).with_name("init.pt"))
+    data = instantiate(tiny_config().dataset)
+    with torch.no_grad():
+        init_loss = torch.nn.functional.cross_entropy(init(data.train_x), data.train_y).item()
+    assert line.values["train_loss"][-1] == pytest.approx(init_loss, rel=1e-4)  # lambda = 1 is the initialization
+
+    curve = ScanResult.load(summary["scans"]["interpolation"]["file"])
+    assert curve.kind == "interpolation" and curve.provenance["scan"]["end"] == "seed:1"
+    assert curve.values["train_loss"][0] == pytest.approx(line.values["train_loss"][0], rel=1e-6)  # t = 0 is final
+    other = list(Path(summary["checkpoint"]).parents[1].glob("*-seed1-*/final.pt"))
+    assert len(other) == 1  # seed 1 was trained through the cache, on the same split
+    with torch.no_grad():
+        other_loss = torch.nn.functional.cross_entropy(model_from_checkpoint(other[0])(data.train_x), data.train_y).item()
+    assert curve.values["train_loss"][-1] == pytest.approx(other_loss, rel=1e-4)
+    assert set(summary["scans"]["interpolation"]["shape"]) == {"train", "test"}
+
+
+def test_intermediate_checkpoint_direction_centres_the_scan_on_it(tiny_config):
+    summary = run_landscape(tiny_config("direction=between_checkpoints", "direction.start=epoch:1", "direction.end=final", "scan=line",
+                                        "scan.line.span=[0,1]", "scan.line.points=3"))
+    line = ScanResult.load(summary["scans"]["line"]["file"])
+    data = instantiate(tiny_config().dataset)
+    final = model_from_checkpoint(summary["checkpoint"])
+    epoch1 = model_from_checkpoint(Path(summary["checkpoint"]).with_name("epoch_001.pt"))
+    with torch.no_grad():
+        losses = [torch.nn.functional.cross_entropy(m(data.train_x), data.train_y).item() for m in (epoch1, final)]
+    assert line.values["train_loss"][[0, 2]].tolist() == pytest.approx(losses, rel=1e-4)
+
+
+def test_trajectory_pca_plane_and_saved_directions_reused_from_file(tiny_config):
+    cfg = tiny_config("direction=trajectory_pca", "scan=plane", "train.epochs=3")
+    summary = run_landscape(cfg)
+    assert any(f.endswith("plane_contour.png") for f in summary["scans"]["plane"]["figures"])
+    files = sorted(str(p) for p in (Path(cfg.output_dir) / "directions").glob("direction*.pt"))
+    again = run_landscape(tiny_config("direction=from_file", f"direction.paths=[{files[0]},{files[1]}]", "scan=plane", "train.epochs=3",
+                                      "output_dir=" + str(Path(cfg.output_dir).parent / "again")))
+    first = ScanResult.load(summary["scans"]["plane"]["file"]).values["train_loss"]
+    second = ScanResult.load(again["scans"]["plane"]["file"]).values["train_loss"]
+    np.testing.assert_allclose(second, first, rtol=1e-6)
+
+
+def test_shape_statistics_task_labels_every_direction(tiny_config):
+    summary = run_landscape_task(tiny_config("task=shape_statistics", "task.directions=4", "scan=line", "scan.line.points=21"))
+    assert len(summary["labels"]) == 4
+    assert sum(summary["fractions"].values()) == pytest.approx(1.0)
+    out = Path(summary["figures"][0]).parents[1]
+    assert len(list((out / "curves" / "shape_statistics").glob("direction*.npz"))) == 4
+
+
+def run_landscape_task(cfg):
+    from hydra.utils import get_method
+
+    return get_method(cfg.task._target_)(cfg)

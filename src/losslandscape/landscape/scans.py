@@ -103,6 +103,61 @@ class PlaneScan:
         }
 
 
+class InterpolationScan(LineScan):
+    """``L((1 - t) theta_start + t theta_end)`` for ``t`` in ``span`` (beyond [0, 1] allowed).
+
+    A line scan centred at ``start`` along ``end - start``: the task resolves the two checkpoint
+    references (``init``, ``final``, ``epoch:N``, ``seed:S`` or a path) into theta and the direction.
+    """
+
+    kind = "interpolation"
+
+    def __init__(self, name: str = "interpolation", start: str = "final", end: str = "seed:1",
+                 span: Sequence[float] = (-0.25, 1.25), points: int = 31):
+        super().__init__(name, span, points)
+        self.start, self.end = str(start), str(end)
+        if self.start == self.end:
+            raise ValueError(f"interpolation scan {name!r} needs two different checkpoints, got start=end={start!r}")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "start": self.start, "end": self.end}
+
+
+class RingScan:
+    """``L(theta + r cos(phi) d1 + r sin(phi) d2)`` on circles of the given radii, ``angles`` per circle.
+
+    Grids are ``(len(radii), angles)``; phi runs over ``[0, 2 pi)``.
+    """
+
+    kind = "ring"
+    num_directions = 2
+    orthogonalize = True
+
+    def __init__(self, name: str = "ring", radii: Sequence[float] = (0.5, 1.0), angles: int = 72, orthogonalize: bool = True):
+        self.name = name
+        self.radii = [float(r) for r in radii]
+        if not self.radii or min(self.radii) <= 0:
+            raise ValueError(f"ring scan {name!r} needs positive radii, got {self.radii}")
+        if int(angles) < 3:
+            raise ValueError(f"ring scan {name!r} needs at least 3 angles, got {angles}")
+        self.angles, self.orthogonalize = int(angles), bool(orthogonalize)
+
+    def axes(self) -> dict[str, np.ndarray]:
+        return {"phi": np.linspace(0.0, 2 * np.pi, self.angles, endpoint=False), "radius": np.asarray(self.radii)}
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return (len(self.radii), self.angles)
+
+    def coordinates(self) -> torch.Tensor:
+        axes = self.axes()
+        radius, phi = np.meshgrid(axes["radius"], axes["phi"], indexing="ij")
+        return torch.from_numpy(np.stack([(radius * np.cos(phi)).ravel(), (radius * np.sin(phi)).ravel()], axis=1))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "radii": self.radii, "angles": self.angles, "orthogonalize": self.orthogonalize}
+
+
 @dataclass
 class ScanResult:
     """A finished scan: its axes, one grid per ``{split}_{metric}``, and where it came from."""
@@ -125,13 +180,17 @@ class ScanResult:
         return cls(provenance["kind"], provenance["name"], axes, values, provenance)
 
     def center_value(self, key: str) -> float:
-        """The value at the grid point nearest to the origin (theta itself when 0 is on the grid)."""
+        """The value at the grid point nearest to the origin (theta itself when 0 is on the grid).
+
+        A ring has no center: its value is the mean over the smallest circle."""
+        if self.kind == "ring":
+            return float(np.mean(self.values[key][0]))
         index = tuple(int(np.argmin(np.abs(axis))) for axis in reversed(list(self.axes.values())))
         return float(self.values[key][index if len(index) > 1 else index[0]])
 
 
 def run_scan(
-    scan: LineScan | PlaneScan,
+    scan: LineScan | PlaneScan | RingScan,
     theta: ParamDict,
     directions: Sequence[ParamDict],
     evaluators: dict[str, Evaluator],

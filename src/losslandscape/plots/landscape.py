@@ -15,7 +15,9 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, np.nan)
 
 
-def plot_curves(results: Sequence, stem: str | Path, log_scale: bool = False, title: str | None = None) -> list[Path]:
+def plot_curves(
+    results: Sequence, stem: str | Path, log_scale: bool = False, title: str | None = None, xlabel: str = r"$\lambda$"
+) -> list[Path]:
     """Loss and accuracy against lambda; one colour per split, one line style per curve."""
     styles = ["-", "--", ":", "-."]
     with plt.rc_context(STYLE):
@@ -27,8 +29,8 @@ def plot_curves(results: Sequence, stem: str | Path, log_scale: bool = False, ti
                 style = dict(color=SPLIT_COLORS.get(split), linestyle=styles[index % len(styles)], label=label)
                 loss_axis.plot(lam, _finite(result.values[f"{split}_loss"]), **style)
                 accuracy_axis.plot(lam, 100 * _finite(result.values[f"{split}_accuracy"]), **style)
-        loss_axis.set(xlabel=r"$\lambda$", ylabel="cross-entropy loss")
-        accuracy_axis.set(xlabel=r"$\lambda$", ylabel="accuracy (%)")
+        loss_axis.set(xlabel=xlabel, ylabel="cross-entropy loss")
+        accuracy_axis.set(xlabel=xlabel, ylabel="accuracy (%)")
         if log_scale:
             loss_axis.set_yscale("log")
         for axis in (loss_axis, accuracy_axis):
@@ -47,8 +49,10 @@ def _grid(result, split: str, log_scale: bool) -> tuple[np.ndarray, np.ndarray, 
     return x, y, z, f"{split} loss"
 
 
-def plot_contour(result, stem: str | Path, split: str = "train", levels: int = 20, log_scale: bool = False) -> list[Path]:
-    """Filled contour with labelled level lines; theta marked at the origin."""
+def plot_contour(
+    result, stem: str | Path, split: str = "train", levels: int = 20, log_scale: bool = False, path_xy: np.ndarray | None = None
+) -> list[Path]:
+    """Filled contour with labelled level lines; theta marked at the origin, an optional trajectory path."""
     x, y, z, label = _grid(result, split, log_scale)
     with plt.rc_context(STYLE):
         figure, axis = plt.subplots(figsize=(4.6, 4.0))
@@ -56,6 +60,8 @@ def plot_contour(result, stem: str | Path, split: str = "train", levels: int = 2
         lines = axis.contour(x, y, z, levels=filled.levels, colors="white", linewidths=0.5)
         axis.clabel(lines, lines.levels[::2], fmt="%.2f", fontsize=7)
         figure.colorbar(filled, ax=axis, label=label)
+        if path_xy is not None:
+            axis.plot(path_xy[:, 0], path_xy[:, 1], marker="o", markersize=3, color="white", linewidth=1.2, label="training path")
         axis.plot(0, 0, marker="*", linestyle="none", color="red", markersize=9, label=r"$\theta$")
         axis.set(xlabel=r"$\alpha$ (direction 1)", ylabel=r"$\beta$ (direction 2)", title=f"{result.name}: {label}")
         axis.set_aspect("equal", adjustable="box")
@@ -73,4 +79,18 @@ def plot_surface(result, stem: str | Path, split: str = "train", log_scale: bool
         axis.plot_surface(x, y, np.ma.masked_invalid(z), cmap="viridis", linewidth=0, antialiased=True)
         axis.set(xlabel=r"$\alpha$", ylabel=r"$\beta$", zlabel=label, title=f"{result.name}: {label}")
         axis.view_init(elev=30, azim=-60)
+        return save_figure(figure, stem)
+
+
+def plot_ring(result, stem: str | Path, split: str = "train", log_scale: bool = False) -> list[Path]:
+    """Loss against the angle on every circle of a ring scan."""
+    with plt.rc_context(STYLE):
+        figure, axis = plt.subplots(figsize=(5.0, 3.2))
+        degrees = np.degrees(result.axes["phi"])
+        for radius, row in zip(result.axes["radius"], result.values[f"{split}_loss"]):
+            axis.plot(degrees, _finite(row), label=f"r = {radius:g}")
+        axis.set(xlabel=r"angle $\varphi$ (degrees)", ylabel=f"{split} loss", title=f"{result.name}: loss on circles", xlim=(0, 360))
+        if log_scale:
+            axis.set_yscale("log")
+        axis.legend()
         return save_figure(figure, stem)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.splits import DataSplits
+from ..directions.context import DirectionContext
 from ..files import package_versions, write_json
+from ..landscape.evaluator import Evaluator, ParamDict, parameters_of
 from ..training.cache import TrainedRun, train_or_reuse
+from ..training.checkpoints import load_into_configured_model
 from ..tracking.wandb_tracker import NullTracker
 
 log = logging.getLogger(__name__)
@@ -98,3 +102,76 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
         lines.append(f"   {name}: loss at the center {center}")
     lines.append(f"   results: {output_dir} (summary.json, curves/, surfaces/, figures/)")
     print("\n".join(lines))
+
+
+@dataclass
+class Checkpoints:
+    """Resolves checkpoint references (``init``, ``final``, ``epoch:N``, ``seed:S``, a path) to parameters.
+
+    ``seed:S`` is this config trained with seed S on the same data split, through the cache.
+    """
+
+    session: Session
+    run: TrainedRun
+    _loaded: dict[str, ParamDict] = field(default_factory=dict)
+
+    def path(self, ref: str) -> Path:
+        if ref == "init":
+            return self.run.init
+        if ref == "final":
+            return self.run.final
+        if match := re.fullmatch(r"epoch:(\d+)", ref):
+            path = self.run.directory / f"epoch_{int(match[1]):03d}.pt"
+            if not path.is_file():
+                saved = ", ".join(f"epoch:{int(p.stem[6:])}" for p in self.run.epochs())
+                raise ValueError(f"no checkpoint {ref} in {self.run.directory}; saved: {saved}")
+            return path
+        if match := re.fullmatch(r"seed:(\d+)", ref):
+            return self._other_seed(int(match[1])).final
+        path = Path(to_absolute_path(ref))
+        if not path.is_file():
+            raise ValueError(f"checkpoint reference {ref!r} is neither init, final, epoch:N, seed:S nor an existing file")
+        return path
+
+    def params(self, ref: str) -> ParamDict:
+        if ref not in self._loaded:
+            data, cfg = self.session.data, self.session.cfg
+            model = load_into_configured_model(self.path(ref), cfg.model, data.input_shape, data.num_classes, self.session.device)
+            self._loaded[ref] = parameters_of(model)
+        return self._loaded[ref]
+
+    def trajectory(self) -> list[ParamDict]:
+        return [self.params(ref) for ref in ["init", *(f"epoch:{int(p.stem[6:])}" for p in self.run.epochs())]]
+
+    def _other_seed(self, seed: int) -> TrainedRun:
+        cfg = self.session.cfg
+        fixed_data = OmegaConf.to_container(cfg.dataset, resolve=True)  # keep this run's split
+        other = OmegaConf.merge(cfg, {"seed": seed, "dataset": fixed_data})
+        return train_or_reuse(other, self.session.data, self.session.device, None, bool(cfg.progress))
+
+
+def evaluators_for(session: Session, model: torch.nn.Module) -> dict[str, Evaluator]:
+    """One evaluator per configured split, on a seeded subset of each split if ``evaluation.subset`` is set."""
+    evaluation, data = session.cfg.evaluation, session.data
+    generator = torch.Generator().manual_seed(int(session.cfg.seed))
+    bn_x = data.train_x[torch.randperm(len(data.train_x), generator=generator)[: int(evaluation.bn_examples)]]
+    evaluators = {}
+    for split in evaluation.splits:
+        x, y = data.split(split)
+        if evaluation.subset is not None and int(evaluation.subset) < len(y):
+            keep = torch.randperm(len(y), generator=generator)[: int(evaluation.subset)]
+            x, y = x[keep], y[keep]
+        evaluators[split] = Evaluator(model, x, y, evaluation.batch_size, evaluation.bn_mode, bn_x, evaluation.first_layer_mb)
+    return evaluators
+
+
+def direction_context(session: Session, checkpoints: Checkpoints, theta: ParamDict, train_loss) -> DirectionContext:
+    return DirectionContext(theta, int(session.cfg.seed), checkpoints.params, checkpoints.trajectory, train_loss)
+
+
+def scanned_model(session: Session, checkpoints: Checkpoints) -> tuple[torch.nn.Module, ParamDict, Path]:
+    """The model every scan is centred on: ``checkpoint=...`` if given, else the cached final one."""
+    cfg, data = session.cfg, session.data
+    path = checkpoints.path(str(cfg.checkpoint)) if cfg.checkpoint else checkpoints.run.final
+    model = load_into_configured_model(path, cfg.model, data.input_shape, data.num_classes, session.device)
+    return model, parameters_of(model), path

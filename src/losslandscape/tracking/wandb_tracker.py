@@ -46,6 +46,8 @@ class NullTracker:
 
     def log_summary(self, summary: dict[str, Any]) -> None: ...
 
+    def log_scan_collection(self, name: str, lambdas: Any, curves: Any, labels: list[str], figures: list[Path]) -> None: ...
+
     def finish(self, exit_code: int = 0) -> None: ...
 
 
@@ -114,6 +116,13 @@ class WandbTracker(NullTracker):
             artifact = self._wandb.Artifact(f"{result.kind}-{result.name}", type="surface")
             artifact.add_file(result.provenance["path"])
             self.run.log_artifact(artifact)
+        self.run.log(payload)
+
+    def log_scan_collection(self, name: str, lambdas: Any, curves: Any, labels: list[str], figures: list[Path]) -> None:
+        """Many labelled curves of one scan: the figures, and a table of (direction, label, curve values)."""
+        payload: dict[str, Any] = {f"{name}/{Path(f).stem}": self._wandb.Image(str(f)) for f in figures if str(f).endswith(".png")}
+        columns = ["direction", "label", *[f"lambda={v:.3g}" for v in lambdas]]
+        payload[f"{name}/curves"] = self._wandb.Table(columns=columns, data=[[i, lab, *map(float, c)] for i, (lab, c) in enumerate(zip(labels, curves))])
         self.run.log(payload)
 
     def log_summary(self, summary: dict[str, Any]) -> None:
