@@ -101,17 +101,35 @@ def test_prominence_decides_whether_a_shallow_second_well_is_a_basin():
     assert low.prominence == pytest.approx(0.01 * np.ptp(y))
 
 
+def steep_v(lam, at):
+    """A sharp V at ``at``, capped at 1: away from its minimum the loss is far above the threshold."""
+    return np.minimum(100 * np.abs(lam - at), 1.0)
+
+
 def test_within_one_grid_step_of_zero_is_at_zero():
     lam = grid(-1, 1, 41)  # step 0.05
-    assert classify_curve(lam, (lam - 0.05) ** 2).label == "v-basin"
-    assert classify_curve(lam, (lam - 0.10) ** 2).label == "v-side"
+    assert classify_curve(lam, steep_v(lam, 0.05)).label == "v-basin"
+    assert classify_curve(lam, steep_v(lam, 0.10)).label == "v-side"
 
 
 def test_the_step_is_the_grid_spacing_near_zero():
     # Dense near 0 (step 0.01), coarse far away (step 0.1): a minimum at 0.03 is 3 steps from 0.
     lam = np.concatenate([grid(-1, -0.1, 10), grid(-0.05, 0.05, 11), grid(0.1, 1, 10)])
-    assert classify_curve(lam, (lam - 0.03) ** 2).label == "v-side"
-    assert classify_curve(lam, (lam - 0.01) ** 2).label == "v-basin"
+    assert classify_curve(lam, steep_v(lam, 0.03)).label == "v-side"
+    assert classify_curve(lam, steep_v(lam, 0.01)).label == "v-basin"
+
+
+def test_zero_on_the_floor_of_a_wide_basin_is_in_the_basin():
+    # A trained model: a wide, nearly level floor whose lowest sample is 3 steps from 0.
+    lam = grid(-1, 1, 41)
+    floor = np.maximum(np.abs(lam + 0.15) - 0.3, 0.0) ** 2 + 1e-3 * (lam + 0.15) ** 2
+    shape = classify_curve(lam, floor)
+    assert (shape.label, shape.minima) == ("v-basin", [17])
+    # the same distance with the center high on the wall of the basin is a slope
+    assert classify_curve(lam, (lam + 0.15) ** 2 + 2.0 * np.maximum(lam + 0.15, 0)).label == "v-side"
+    # and a barrier between 0 and the lowest point keeps them apart: 0 is then a basin of its own
+    barrier = floor + 0.2 * np.exp(-((lam + 0.08) / 0.02) ** 2)
+    assert classify_curve(lam, barrier).label == "w-basin"
 
 
 def test_a_hill_is_a_w_peak_with_basins_at_the_boundaries():

@@ -3,6 +3,10 @@
 A *basin* is a local minimum of the sampled curve whose prominence is at least the threshold
 ``p = prominence * (finite range)``; a *maximum* likewise. An extremum "is at 0" when its
 ``lambda`` lies within one grid step of 0 (the spacing of the grid interval(s) containing 0).
+A basin also holds 0 when 0 lies on its *floor*: every loss from 0 to the basin's minimum is
+within ``p`` of that minimum. A trained model sits on a wide, almost level floor whose lowest
+sample, by a hair, may be several steps away; the paper's "the model lies on the basin" means
+that, and without this rule such curves flip between v-basin and v-side with grid and noise.
 
 Boundaries. ``scipy.signal.find_peaks`` never reports endpoints, so minima are searched on the
 curve padded with a wall (a value above every finite loss) beyond each end. An endpoint is then a
@@ -91,7 +95,7 @@ def classify_curve(
     # Non-finite losses become walls strictly above every finite loss.
     walled = np.where(finite, y, high + (height if height > 0 else 1.0))
     minima, maxima = _extrema(walled, threshold)
-    label, reason = _apply_rules(lam, walled, minima, maxima, _step_at_zero(lam))
+    label, reason = _apply_rules(lam, walled, minima, maxima, _step_at_zero(lam), threshold)
     return result(label, reason, minima, maxima, threshold)
 
 
@@ -135,7 +139,7 @@ def _step_at_zero(lam: np.ndarray) -> float:
     return float(steps[touching].max())
 
 
-def _apply_rules(lam, walled, minima, maxima, step) -> tuple[str, str]:
+def _apply_rules(lam, walled, minima, maxima, step, threshold) -> tuple[str, str]:
     """Rules 4-7 of the module docstring: the label and a one-sentence reason."""
     def at_zero(i):
         return abs(lam[i]) <= step * (1 + _STEP_RTOL)
@@ -143,8 +147,12 @@ def _apply_rules(lam, walled, minima, maxima, step) -> tuple[str, str]:
     def where(indices):
         return ", ".join(f"{lam[i]:.3g}" for i in indices)
 
+    def on_floor(i):
+        low, high = sorted((i, int(np.argmin(np.abs(lam)))))
+        return walled[low : high + 1].max() <= walled[i] + threshold
+
     n = len(minima)
-    zero_min = [i for i in minima if at_zero(i)]
+    zero_min = [i for i in minima if at_zero(i) or on_floor(i)]
     zero_max = [i for i in maxima if at_zero(i)]
     basins = f"{n} basin{'s' if n != 1 else ''} (lambda={where(minima)})"
 

@@ -97,9 +97,13 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
     if "train_accuracy" in summary:
         reused = " (reused cached checkpoints)" if summary.get("reused_checkpoints") else ""
         lines.append(f"   accuracy: train {percent(summary['train_accuracy'])}, test {percent(summary['test_accuracy'])}{reused}")
+    if "fractions" in summary:
+        shares = ", ".join(f"{label} {100 * share:.0f} %" for label, share in summary["fractions"].items() if share > 0)
+        lines.append(f"   shapes of {summary['directions']} curves ({summary['split']} loss): {shares}")
     for name, scan in summary.get("scans", {}).items():
         center = ", ".join(f"{k.replace('_loss', '')} {v:.4f}" for k, v in scan["center"].items() if k.endswith("_loss"))
-        lines.append(f"   {name}: loss at the center {center}")
+        shapes = ", ".join(f"{split} {shape['label']}" for split, shape in scan.get("shape", {}).items())
+        lines.append(f"   {name}: loss at the center {center}" + (f"; shape {shapes}" if shapes else ""))
     lines.append(f"   results: {output_dir} (summary.json, curves/, surfaces/, figures/)")
     print("\n".join(lines))
 

@@ -55,7 +55,7 @@ def _shape_statistics(session: Session) -> dict[str, Any]:
     fractions = {label: counts.get(label, 0) / count for label in SHAPES}
     lambdas = scan.axes()["lambda"]
     figures = plot_shape_statistics(lambdas, np.asarray(curves), labels, fractions, out / "figures" / "shape_statistics",
-                                    title=f"{count} {direction_maker.describe()['type']} directions ({split} loss)")
+                                    title=f"{count} {_direction_name(direction_maker.describe())} directions ({split} loss)")
     session.tracker.log_scan_collection("shape_statistics", lambdas, np.asarray(curves), labels, figures)
     return {
         "task": "shape_statistics",
@@ -69,3 +69,9 @@ def _shape_statistics(session: Session) -> dict[str, Any]:
         "labels": labels,
         "figures": [str(f) for f in figures],
     }
+
+
+def _direction_name(recipe: dict) -> str:
+    if "ratio" in recipe:
+        return f"sign-consistent (r = {recipe['ratio']:g}) {recipe['distribution']}"
+    return recipe.get("distribution", recipe["type"])
