@@ -204,3 +204,12 @@ def run_landscape_task(cfg):
     from hydra.utils import get_method
 
     return get_method(cfg.task._target_)(cfg)
+
+
+def test_a_line_scan_of_several_directions_draws_them_on_one_figure(tiny_config):
+    summary = run_landscape(tiny_config("scan=line", "scan.line.curves=3"))
+    assert sorted(summary["scans"]) == ["line0", "line1", "line2"]
+    figures = {tuple(entry["figures"]) for entry in summary["scans"].values()}
+    assert len(figures) == 1 and any(f.endswith("figures/line.png") for f in figures.pop())
+    first, second = (ScanResult.load(summary["scans"][name]["file"]).values["train_loss"] for name in ("line0", "line1"))
+    assert first[3] == pytest.approx(second[3]) and not np.allclose(first, second)  # same center, other directions

@@ -35,10 +35,13 @@ class LineScan:
     kind = "line"
     num_directions = 1
 
-    def __init__(self, name: str = "line", span: Sequence[float] = (-1.0, 1.0), points: int = 51):
+    def __init__(self, name: str = "line", span: Sequence[float] = (-1.0, 1.0), points: int = 51, curves: int = 1):
         self.name = name
         self.span = _check_span(span, points, f"line scan {name!r}")
         self.points = int(points)
+        self.curves = int(curves)  # directions scanned one by one, drawn on one figure
+        if self.curves < 1:
+            raise ValueError(f"line scan {name!r} needs at least 1 curve, got curves={curves}")
 
     def axes(self) -> dict[str, np.ndarray]:
         return {"lambda": np.linspace(*self.span, self.points)}
@@ -114,7 +117,7 @@ class InterpolationScan(LineScan):
 
     def __init__(self, name: str = "interpolation", start: str = "final", end: str = "seed:1",
                  span: Sequence[float] = (-0.25, 1.25), points: int = 31):
-        super().__init__(name, span, points)
+        super().__init__(name, span, points, curves=1)
         self.start, self.end = str(start), str(end)
         if self.start == self.end:
             raise ValueError(f"interpolation scan {name!r} needs two different checkpoints, got start=end={start!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def _landscape(session: Session) -> dict[str, Any]:
 
     origin = getattr(direction_maker, "origin", None)
     center = theta if origin is None else checkpoints.params(origin)
-    needed = max((s.num_directions for s in scans if s.kind != "interpolation"), default=0)
+    needed = max((directions_needed(s) for s in scans), default=0)
     directions = [direction_maker(context, i) for i in range(needed)]
     recipe = direction_maker.describe()
     direction_files = [
@@ -51,26 +52,24 @@ def _landscape(session: Session) -> dict[str, Any]:
         split_sizes={s: len(e) for s, e in evaluators.items()},
     )
 
-    results = {}
+    entries = {}
     for scan in scans:
-        scan_center, scan_directions = center, directions[: scan.num_directions]
-        if scan.kind == "interpolation":
-            scan_center = checkpoints.params(scan.start)
-            scan_directions = [difference(checkpoints.params(scan.end), scan_center)]
-        elif scan.num_directions == 2 and scan.orthogonalize:
-            scan_directions = [scan_directions[0], orthogonalize(scan_directions[1], scan_directions[0])]
-        folder = "curves" if scan.num_directions == 1 else "surfaces"
-        path = out / folder / f"{scan.name}.npz"
-        result = run_scan(scan, scan_center, scan_directions, evaluators, path, {**provenance, "path": str(path)},
-                          int(cfg.evaluation.points_per_batch), bool(cfg.progress))
-        entry = {"file": str(path), "center": {key: result.center_value(key) for key in result.values}}
-        if scan.num_directions == 1:
-            entry["shape"] = label_curve(result, cfg.shapes, path)
-        path_xy = trajectory_path(checkpoints, scan_center, scan_directions) if isinstance(direction_maker, TrajectoryPCA) and scan.kind == "plane" else None
-        figures = plot_result(result, out / "figures", cfg.task, entry.get("shape"), path_xy)
-        entry["figures"] = [str(f) for f in figures]
-        session.tracker.log_scan(result, figures)
-        results[scan.name] = entry
+        results, shapes = [], {}
+        for part, scan_center, scan_directions in placements(scan, center, directions, checkpoints):
+            folder = "curves" if scan.num_directions == 1 else "surfaces"
+            path = out / folder / f"{part.name}.npz"
+            result = run_scan(part, scan_center, scan_directions, evaluators, path, {**provenance, "path": str(path)},
+                              int(cfg.evaluation.points_per_batch), bool(cfg.progress))
+            entries[part.name] = {"file": str(path), "center": {key: result.center_value(key) for key in result.values}}
+            if scan.num_directions == 1:
+                shapes[part.name] = entries[part.name]["shape"] = label_curve(result, cfg.shapes, path)
+            results.append(result)
+        show_path = isinstance(direction_maker, TrajectoryPCA) and scan.kind == "plane"
+        path_xy = trajectory_path(checkpoints, center, scan_directions) if show_path else None
+        figures = plot_scan(scan, results, out / "figures", cfg.task, shapes, path_xy)
+        for result in results:
+            entries[result.name]["figures"] = [str(f) for f in figures]
+            session.tracker.log_scan(result, figures)
 
     final = run.history[-1] if run.history else {}
     return {
@@ -82,7 +81,7 @@ def _landscape(session: Session) -> dict[str, Any]:
         "train_accuracy": final.get("train/accuracy"),
         "test_accuracy": final.get("test/accuracy"),
         "direction": recipe,
-        "scans": results,
+        "scans": entries,
     }
 
 
@@ -112,15 +111,50 @@ def trajectory_path(checkpoints: Checkpoints, center: ParamDict, directions: lis
     return np.asarray(points)
 
 
-def plot_result(result: ScanResult, folder: Path, task_cfg: DictConfig, shape: dict | None, path_xy: np.ndarray | None) -> list[Path]:
+def plot_scan(scan, results: list[ScanResult], folder: Path, task_cfg: DictConfig, shapes: dict, path_xy) -> list[Path]:
+    """The figures of one configured scan: all its curves on one axis, or its surface or rings."""
     log_scale = bool(task_cfg.log_scale)
-    split = result.provenance["splits"][0]
-    if result.kind in ("line", "interpolation"):
-        title = result.name if not shape else f"{result.name}: " + ", ".join(f"{s} {v['label']}" for s, v in shape.items())
-        xlabel = "t" if result.kind == "interpolation" else r"$\lambda$"
-        return plot_curves([result], folder / result.name, log_scale=log_scale, title=title, xlabel=xlabel)
-    if result.kind == "ring":
-        return plot_ring(result, folder / result.name, split, log_scale)
-    return plot_contour(result, folder / f"{result.name}_contour", split, int(task_cfg.contour_levels), log_scale, path_xy) + plot_surface(
-        result, folder / f"{result.name}_surface", split, log_scale
+    split = results[0].provenance["splits"][0]
+    if scan.num_directions == 1:
+        xlabel = "t" if scan.kind == "interpolation" else r"$\lambda$"
+        return plot_curves(results, folder / scan.name, log_scale=log_scale, title=curve_title(scan.name, shapes, split), xlabel=xlabel)
+    result = results[0]
+    if scan.kind == "ring":
+        return plot_ring(result, folder / scan.name, split, log_scale)
+    return plot_contour(result, folder / f"{scan.name}_contour", split, int(task_cfg.contour_levels), log_scale, path_xy) + plot_surface(
+        result, folder / f"{scan.name}_surface", split, log_scale
     )
+
+
+def curve_title(name: str, shapes: dict[str, dict], split: str) -> str:
+    """``line: train v-basin, test v-basin`` for one curve; ``line: line0 v-basin, ... (train)`` for several."""
+    if len(shapes) == 1:
+        (shape,) = shapes.values()
+        return f"{name}: " + ", ".join(f"{s} {v['label']}" for s, v in shape.items())
+    return f"{name}: " + ", ".join(f"{part} {shape[split]['label']}" for part, shape in shapes.items()) + f" ({split})"
+
+
+def directions_needed(scan) -> int:
+    """How many configured directions a scan uses (an interpolation brings its own)."""
+    if scan.kind == "interpolation":
+        return 0
+    return scan.curves if scan.num_directions == 1 else scan.num_directions
+
+
+def placements(scan, center: ParamDict, directions: list[ParamDict], checkpoints: Checkpoints):
+    """``(scan, center, directions)`` for every run of ``scan``: one per curve of a line scan."""
+    if scan.kind == "interpolation":
+        start = checkpoints.params(scan.start)
+        return [(scan, start, [difference(checkpoints.params(scan.end), start)])]
+    if scan.num_directions == 1:
+        if scan.curves == 1:
+            return [(scan, center, directions[:1])]
+        return [(_renamed(scan, f"{scan.name}{i}"), center, [directions[i]]) for i in range(scan.curves)]
+    first, second = directions[:2]
+    return [(scan, center, [first, orthogonalize(second, first) if scan.orthogonalize else second])]
+
+
+def _renamed(scan, name: str):
+    part = copy.copy(scan)
+    part.name = name
+    return part
