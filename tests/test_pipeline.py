@@ -213,3 +213,29 @@ def test_a_line_scan_of_several_directions_draws_them_on_one_figure(tiny_config)
     assert len(figures) == 1 and any(f.endswith("figures/line.png") for f in figures.pop())
     first, second = (ScanResult.load(summary["scans"][name]["file"]).values["train_loss"] for name in ("line0", "line1"))
     assert first[3] == pytest.approx(second[3]) and not np.allclose(first, second)  # same center, other directions
+
+
+def test_wandb_run_records_curves_surfaces_summary_and_artifacts(tiny_config):
+    from losslandscape.tracking.wandb_records import logged_artifacts, logged_history, logged_summary
+
+    cfg = tiny_config("logger=wandb", "logger.mode=offline", "logger.tags=[paper]")
+    summary = run_landscape(cfg)
+    (record_file,) = (Path(cfg.output_dir) / "wandb").glob("offline-run-*/*.wandb")
+    logged = {key for row in logged_history(record_file) for key in row}
+    for key in ["train/loss_step", "test/accuracy", "line/figure/_type", "line/table/_type",
+                "line/plot_train_loss_table/_type", "plane/contour/_type", "plane/surface/_type", "plane/table/_type"]:
+        assert key in logged, key
+    values = logged_summary(record_file)
+    assert values["scans/line/shape/train/label"] == summary["scans"]["line"]["shape"]["train"]["label"]
+    assert values["scans/plane/center/train_loss"] == pytest.approx(summary["scans"]["plane"]["center"]["train_loss"])
+    assert values["train_accuracy"] == pytest.approx(summary["train_accuracy"])
+    kinds = {kind for _, kind in logged_artifacts(record_file)}
+    assert {"checkpoint", "direction", "run_table"} <= kinds
+
+
+def test_a_corrupt_wandb_file_is_refused(tmp_path):
+    from losslandscape.tracking.wandb_records import read_records
+
+    (tmp_path / "x.wandb").write_bytes(b"not wandb")
+    with pytest.raises(ValueError, match="header is missing"):
+        read_records(tmp_path / "x.wandb")

@@ -59,8 +59,20 @@ def open_session(cfg: DictConfig) -> Session:
         tracker = NullTracker()
     else:
         config = OmegaConf.to_container(cfg, resolve=True)
-        tracker = instantiate(cfg.logger, _partial_=True)(output_dir=str(output_dir), run_config=config)
+        tracker = instantiate(cfg.logger, _partial_=True)(output_dir=str(output_dir), run_config=config, **hydra_job())
     return Session(cfg, output_dir, device, data, tracker)
+
+
+def hydra_job() -> dict[str, Any]:
+    """The job's command-line overrides and, in a multirun, its sweep: W&B names, tags and groups runs by them."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return {}
+    hydra = HydraConfig.get()
+    sweep = Path(hydra.sweep.dir).name if hydra.mode == RunMode.MULTIRUN else None
+    return {"overrides": list(hydra.overrides.task), "sweep": sweep}
 
 
 def trained_checkpoints(session: Session) -> TrainedRun:
@@ -70,6 +82,7 @@ def trained_checkpoints(session: Session) -> TrainedRun:
     )
     if run.reused:
         session.tracker.log_history(run.history)
+    session.tracker.log_files(f"checkpoint-{run.key}", "checkpoint", [run.final], {"train_key": run.key, "directory": str(run.directory)})
     return run
 
 

@@ -43,6 +43,8 @@ def _landscape(session: Session) -> dict[str, Any]:
         save_direction(out / "directions", f"direction{i}", d, {**recipe, "seed": context.seed_for(i)})
         for i, d in enumerate(directions)
     ]
+    if direction_files:
+        session.tracker.log_files("directions", "direction", direction_files, recipe)
     provenance = session.provenance(
         checkpoint=str(checkpoint_path),
         train_key=run.key,

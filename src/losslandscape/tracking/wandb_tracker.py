@@ -48,6 +48,8 @@ class NullTracker:
 
     def log_scan_collection(self, name: str, lambdas: Any, curves: Any, labels: list[str], figures: list[Path]) -> None: ...
 
+    def log_files(self, name: str, kind: str, paths: list[Path], metadata: dict[str, Any] | None = None) -> None: ...
+
     def finish(self, exit_code: int = 0) -> None: ...
 
 
@@ -65,7 +67,11 @@ class WandbTracker(NullTracker):
         job_type: str | None = None,
         name: str | None = None,
         tags: list[str] | None = None,
+        overrides: list[str] | None = None,
+        sweep: str | None = None,
     ):
+        """``overrides`` (the job's command-line overrides) name and tag the run; runs of one
+        ``sweep`` (a multirun directory) share it as their group unless ``group`` is set."""
         import wandb
 
         if mode not in MODES:
@@ -75,9 +81,12 @@ class WandbTracker(NullTracker):
             mode = "online" if has_wandb_credentials() else "offline"
             if mode == "offline":
                 print(f"W&B: no API key found, logging offline to {output_dir}/wandb (upload later with `wandb sync`)")
+        overrides = [o for o in overrides or [] if not o.startswith(("hydra.", "output_dir=", "cache_dir="))]
         kwargs = dict(
-            project=project, entity=entity, group=group, job_type=job_type, name=name,
-            tags=list(tags or []), config=run_config, dir=str(output_dir), reinit="finish_previous",
+            project=project, entity=entity, group=group or sweep, job_type=job_type,
+            name=name or (" ".join(overrides)[:128] or None),
+            tags=[*(tags or []), *(o[:64] for o in overrides)],  # W&B tags hold at most 64 characters
+            config=run_config, dir=str(output_dir), reinit="finish_previous",
             settings=wandb.Settings(init_timeout=30),  # an unreachable server costs seconds, not minutes
         )
         try:
@@ -102,20 +111,22 @@ class WandbTracker(NullTracker):
         self.run.log({"train/history": table})
 
     def log_scan(self, result: Any, figures: list[Path]) -> None:
-        """A curve or surface: its figures as images and its values as a table (or an artifact if large)."""
-        prefix = f"{result.kind}/{result.name}"
-        payload: dict[str, Any] = {f"{prefix}/{Path(f).stem}": self._wandb.Image(str(f)) for f in figures if str(f).endswith(".png")}
+        """A curve or surface under its scan's name: figures as images, values as a table (an artifact if large)."""
+        prefix = result.name
+        payload: dict[str, Any] = {
+            f"{prefix}/{Path(f).stem.removeprefix(prefix).strip('_') or 'figure'}": self._wandb.Image(str(f))
+            for f in figures
+            if str(f).endswith(".png")
+        }
         columns, rows = _scan_rows(result)
         if len(rows) <= TABLE_ROW_LIMIT:
             table = self._wandb.Table(columns=columns, data=rows)
             payload[f"{prefix}/table"] = table
-            if result.kind == "line":
+            if len(result.axes) == 1:
                 for key in result.values:
-                    payload[f"{prefix}/{key}"] = self._wandb.plot.line(table, columns[0], key, title=f"{result.name}: {key}")
+                    payload[f"{prefix}/plot_{key}"] = self._wandb.plot.line(table, columns[0], key, title=f"{prefix}: {key}")
         elif result.provenance.get("path"):
-            artifact = self._wandb.Artifact(f"{result.kind}-{result.name}", type="surface")
-            artifact.add_file(result.provenance["path"])
-            self.run.log_artifact(artifact)
+            self.log_files(f"{result.kind}-{prefix}", "surface", [Path(result.provenance["path"])])
         self.run.log(payload)
 
     def log_scan_collection(self, name: str, lambdas: Any, curves: Any, labels: list[str], figures: list[Path]) -> None:
@@ -127,6 +138,13 @@ class WandbTracker(NullTracker):
 
     def log_summary(self, summary: dict[str, Any]) -> None:
         self.run.summary.update(_flatten(summary))
+
+    def log_files(self, name: str, kind: str, paths: list[Path], metadata: dict[str, Any] | None = None) -> None:
+        """Checkpoints and directions as versioned artifacts (W&B stores identical content once)."""
+        artifact = self._wandb.Artifact(name, type=kind, metadata=metadata or {})
+        for path in paths:
+            artifact.add_file(str(path))
+        self.run.log_artifact(artifact)
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
