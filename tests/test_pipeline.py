@@ -142,7 +142,7 @@ def test_cli_help_lists_the_config_groups():
     result = subprocess.run([sys.executable, "run.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     for line in ["dataset: cifar10, cifar100, digits, fashion_mnist, gaussian_mixture, mnist, moons",
-                 "logger: none, wandb", "task: landscape, shape_statistics, train", "model: cnn, cnn_bn, mlp, resnet20, vgg11_bn, vgg16_bn"]:
+                 "logger: none, wandb", "task: hessian, landscape, shape_statistics, train", "model: cnn, cnn_bn, mlp, resnet20, vgg11_bn, vgg16_bn"]:
         assert line in result.stdout
 
 

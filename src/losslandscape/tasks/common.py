@@ -14,23 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data.splits import DataSplits
 from ..directions.context import DirectionContext
-from ..files import package_versions, write_json
+from ..files import package_versions, stable_hash, write_json
+from ..sweeps import DeviceLease, finished_summary, lease_device
 from ..landscape.evaluator import Evaluator, ParamDict, parameters_of
 from ..training.cache import TrainedRun, train_or_reuse
 from ..training.checkpoints import load_into_configured_model
 from ..tracking.wandb_tracker import NullTracker
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks the GPU when there is one; an explicit GPU that is absent is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name} asked for a GPU but torch sees none; use device=cpu or device=auto")
-    return device
 
 
 @dataclass
@@ -42,25 +33,26 @@ class Session:
     device: torch.device
     data: DataSplits
     tracker: Any
+    lease: DeviceLease
 
     def provenance(self, **extra: Any) -> dict[str, Any]:
         return {"config": OmegaConf.to_container(self.cfg, resolve=True), "versions": package_versions(), **extra}
 
 
 def open_session(cfg: DictConfig) -> Session:
-    """Validate the config, load the data and start the tracker, in that order (cheap checks first)."""
-    device = resolve_device(str(cfg.device))
+    """Load the data, take a device and start the tracker, in that order (cheap checks first)."""
     output_dir = Path(to_absolute_path(str(cfg.output_dir)))
     output_dir.mkdir(parents=True, exist_ok=True)
     cfg.cache_dir = to_absolute_path(str(cfg.cache_dir))
     torch.manual_seed(int(cfg.seed))
     data = instantiate(cfg.dataset)
+    lease = lease_device(str(cfg.device), Path(cfg.cache_dir) / "gpu-pool")
     if cfg.logger is None or cfg.logger.get("_target_") is None:
         tracker = NullTracker()
     else:
         config = OmegaConf.to_container(cfg, resolve=True)
         tracker = instantiate(cfg.logger, _partial_=True)(output_dir=str(output_dir), run_config=config, **hydra_job())
-    return Session(cfg, output_dir, device, data, tracker)
+    return Session(cfg, output_dir, lease.device, data, tracker, lease)
 
 
 def hydra_job() -> dict[str, Any]:
@@ -87,15 +79,25 @@ def trained_checkpoints(session: Session) -> TrainedRun:
 
 
 def run_task(cfg: DictConfig, body) -> dict[str, Any]:
-    """Open the session, run ``body``, write ``summary.json`` and close the tracker with the right exit code."""
+    """Open the session, run ``body``, write ``summary.json`` and close the tracker with the right exit code.
+
+    A job that already finished in its output directory with the same config is skipped, so a
+    restarted sweep only runs what is missing (``resume=false`` runs it again).
+    """
+    config_hash = stable_hash(OmegaConf.to_container(cfg, resolve=True))
+    if cfg.resume and (done := finished_summary(to_absolute_path(str(cfg.output_dir)), config_hash)):
+        print(f"== {done['task']}: already finished in {cfg.output_dir}, skipped (resume=false runs it again)")
+        return done
     session = open_session(cfg)
     try:
-        summary = body(session)
+        summary = {**body(session), "config_hash": config_hash}
         write_json(session.output_dir / "summary.json", summary)
         session.tracker.log_summary(summary)
     except BaseException:
         session.tracker.finish(exit_code=1)
         raise
+    finally:
+        session.lease.release()
     session.tracker.finish(exit_code=0)
     print_summary(summary, session.output_dir)
     return summary
@@ -113,6 +115,14 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
     if "fractions" in summary:
         shares = ", ".join(f"{label} {100 * share:.0f} %" for label, share in summary["fractions"].items() if share > 0)
         lines.append(f"   shapes of {summary['directions']} curves ({summary['split']} loss): {shares}")
+    if "hessian" in summary:
+        h = summary["hessian"]
+        top = ", ".join(f"{v:.4g}" for v in h.get("top_eigenvalues", []))
+        lines.append(f"   Hessian ({h['parameters']} parameters, {h['num_products']} products): top eigenvalues {top}")
+        if "trace" in h:
+            lines.append(f"   trace {h['trace']:.4g} +- {h['trace_standard_error']:.2g}; bottom eigenvalues {h.get('bottom_eigenvalues', [])}")
+        if "lens" in h:
+            lines.append(f"   random directions curving up: {100 * h['lens']['positive_fraction']:.0f} %")
     for name, scan in summary.get("scans", {}).items():
         center = ", ".join(f"{k.replace('_loss', '')} {v:.4f}" for k, v in scan["center"].items() if k.endswith("_loss"))
         shapes = ", ".join(f"{split} {shape['label']}" for split, shape in scan.get("shape", {}).items())

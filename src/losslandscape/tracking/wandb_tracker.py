@@ -50,6 +50,10 @@ class NullTracker:
 
     def log_files(self, name: str, kind: str, paths: list[Path], metadata: dict[str, Any] | None = None) -> None: ...
 
+    def log_spectrum(self, name: str, nodes: Any, weights: Any, eigen: dict[str, Any]) -> None: ...
+
+    def log_figures(self, name: str, figures: list[Path]) -> None: ...
+
     def finish(self, exit_code: int = 0) -> None: ...
 
 
@@ -87,7 +91,8 @@ class WandbTracker(NullTracker):
             name=name or (" ".join(overrides)[:128] or None),
             tags=[*(tags or []), *(o[:64] for o in overrides)],  # W&B tags hold at most 64 characters
             config=run_config, dir=str(output_dir), reinit="finish_previous",
-            settings=wandb.Settings(init_timeout=30),  # an unreachable server costs seconds, not minutes
+            # online, an unreachable server costs half a minute, not the default 90 s; offline needs no server
+            settings=wandb.Settings(init_timeout=30 if mode == "online" else 120),
         )
         try:
             self.run = wandb.init(mode=mode, **kwargs)
@@ -145,6 +150,24 @@ class WandbTracker(NullTracker):
         for path in paths:
             artifact.add_file(str(path))
         self.run.log_artifact(artifact)
+
+    def log_spectrum(self, name: str, nodes: Any, weights: Any, eigen: dict[str, Any]) -> None:
+        """A spectrum as a histogram (SLQ nodes, weighted) plus the raw nodes, weights and eigenvalues."""
+        nodes, weights = np.asarray(nodes), np.asarray(weights)
+        counts, edges = np.histogram(nodes.ravel(), bins=64, weights=weights.ravel() / len(nodes))
+        rows = [[run, float(n), float(w)] for run in range(len(nodes)) for n, w in zip(nodes[run], weights[run])]
+        payload = {
+            f"{name}/histogram": self._wandb.Histogram(np_histogram=(counts, edges)),
+            f"{name}/nodes": self._wandb.Table(columns=["run", "node", "weight"], data=rows),
+        }
+        for which, found in eigen.items():
+            payload[f"{name}/{which}_eigenvalues"] = self._wandb.Table(
+                columns=["index", "eigenvalue"], data=[[i, float(v)] for i, v in enumerate(found["eigenvalues"])]
+            )
+        self.run.log(payload)
+
+    def log_figures(self, name: str, figures: list[Path]) -> None:
+        self.run.log({f"{name}/{Path(f).stem}": self._wandb.Image(str(f)) for f in figures if str(f).endswith(".png")})
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
