@@ -1,8 +1,12 @@
 """Command-line entry point: `python run.py [group=option ...] [key=value ...]`; `--help` lists the groups."""
 
 import hydra
+import torch
 from hydra.utils import get_method
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+# `${gpu_slots:}`: how many jobs the local parallel launcher runs at once (one per GPU)
+OmegaConf.register_new_resolver("gpu_slots", lambda: max(torch.cuda.device_count(), 1), replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

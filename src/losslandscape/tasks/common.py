@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,24 +36,59 @@ class Session:
     tracker: Any
     lease: DeviceLease
 
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 of a distributed job (or the only process): it alone writes summaries, figures and W&B."""
+        return distributed_rank() == 0
+
     def provenance(self, **extra: Any) -> dict[str, Any]:
         return {"config": OmegaConf.to_container(self.cfg, resolve=True), "versions": package_versions(), **extra}
 
 
 def open_session(cfg: DictConfig) -> Session:
-    """Load the data, take a device and start the tracker, in that order (cheap checks first)."""
+    """Load the data, take a device and start the tracker, in that order (cheap checks first).
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), the job joins a process group: every rank takes
+    ``cuda:LOCAL_RANK`` (or the CPU), all write into rank 0's output directory, scans are sharded
+    over the ranks (:mod:`losslandscape.landscape.sharded`) and only rank 0 reports.
+    """
     output_dir = Path(to_absolute_path(str(cfg.output_dir)))
+    lease = join_process_group() or lease_device(str(cfg.device), Path(to_absolute_path(str(cfg.cache_dir))) / "gpu-pool")
+    output_dir = shared_output_dir(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     cfg.cache_dir = to_absolute_path(str(cfg.cache_dir))
     torch.manual_seed(int(cfg.seed))
     data = instantiate(cfg.dataset)
-    lease = lease_device(str(cfg.device), Path(cfg.cache_dir) / "gpu-pool")
-    if cfg.logger is None or cfg.logger.get("_target_") is None:
+    if distributed_rank() != 0 or cfg.logger is None or cfg.logger.get("_target_") is None:
         tracker = NullTracker()
     else:
         config = OmegaConf.to_container(cfg, resolve=True)
         tracker = instantiate(cfg.logger, _partial_=True)(output_dir=str(output_dir), run_config=config, **hydra_job())
     return Session(cfg, output_dir, lease.device, data, tracker, lease)
+
+
+def distributed_rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+
+def join_process_group() -> DeviceLease | None:
+    """Under ``torchrun`` with several processes: init the process group and take this rank's device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    cuda = torch.cuda.is_available()
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+    return DeviceLease(device)
+
+
+def shared_output_dir(output_dir: Path) -> Path:
+    """Rank 0's output directory on every rank (each rank's Hydra may have stamped its own time)."""
+    if not torch.distributed.is_initialized():
+        return output_dir
+    shared = [str(output_dir)]
+    torch.distributed.broadcast_object_list(shared, src=0)
+    return Path(shared[0])
 
 
 def hydra_job() -> dict[str, Any]:
@@ -91,6 +127,8 @@ def run_task(cfg: DictConfig, body) -> dict[str, Any]:
     session = open_session(cfg)
     try:
         summary = {**body(session), "config_hash": config_hash}
+        if not session.is_main:
+            return summary
         write_json(session.output_dir / "summary.json", summary)
         session.tracker.log_summary(summary)
     except BaseException:

@@ -14,7 +14,8 @@ from ..directions.checkpoints import TrajectoryPCA, difference
 from ..directions.normalization import dot, orthogonalize
 from ..directions.store import save_direction
 from ..landscape.evaluator import ParamDict
-from ..landscape.scans import ScanResult, run_scan
+from ..landscape.scans import ScanResult
+from ..landscape.sharded import run_sharded_scan
 from ..landscape.shapes import classify_curve
 from ..plots.landscape import plot_contour, plot_curves, plot_ring, plot_surface
 from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, trained_checkpoints, scanned_model
@@ -60,12 +61,14 @@ def _landscape(session: Session) -> dict[str, Any]:
         for part, scan_center, scan_directions in placements(scan, center, directions, checkpoints):
             folder = "curves" if scan.num_directions == 1 else "surfaces"
             path = out / folder / f"{part.name}.npz"
-            result = run_scan(part, scan_center, scan_directions, evaluators, path, {**provenance, "path": str(path)},
-                              int(cfg.evaluation.points_per_batch), bool(cfg.progress))
+            result = run_sharded_scan(part, scan_center, scan_directions, evaluators, path, {**provenance, "path": str(path)},
+                                      int(cfg.evaluation.points_per_batch), bool(cfg.progress))
             entries[part.name] = {"file": str(path), "center": {key: result.center_value(key) for key in result.values}}
             if scan.num_directions == 1:
-                shapes[part.name] = entries[part.name]["shape"] = label_curve(result, cfg.shapes, path)
+                shapes[part.name] = entries[part.name]["shape"] = label_curve(result, cfg.shapes, path if session.is_main else None)
             results.append(result)
+        if not session.is_main:
+            continue
         show_path = isinstance(direction_maker, TrajectoryPCA) and scan.kind == "plane"
         path_xy = trajectory_path(checkpoints, center, scan_directions) if show_path else None
         figures = plot_scan(scan, results, out / "figures", cfg.task, shapes, path_xy)
@@ -93,14 +96,15 @@ def evaluators_for_loss(evaluators):
     return evaluator.loss
 
 
-def label_curve(result: ScanResult, shapes_cfg: DictConfig, path: Path) -> dict[str, Any]:
+def label_curve(result: ScanResult, shapes_cfg: DictConfig, path: Path | None) -> dict[str, Any]:
     """Shape label of every loss curve of a 1D scan, stored back into the scan's file."""
     labels = {}
     for key in [k for k in result.values if k.endswith("_loss")]:
         shape = classify_curve(result.axes["lambda"], result.values[key], float(shapes_cfg.prominence), float(shapes_cfg.flat_tolerance))
         labels[key.removesuffix("_loss")] = shape.to_dict()
     result.provenance["shape"] = labels
-    result.save(path)
+    if path is not None:
+        result.save(path)
     return labels
 
 
