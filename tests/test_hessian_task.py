@@ -36,7 +36,7 @@ def exact_hessian(cfg, checkpoint):
 def test_hessian_task_matches_the_exact_hessian(tiny_config):
     cfg = tiny_config(*SMALL, "task=hessian", "hessian.eigen.top_k=3", "hessian.eigen.bottom_k=2", "hessian.eigen.tol=1e-8",
                       "hessian.trace.hutchinson_samples=30", "hessian.trace.hutchpp_products=45", "hessian.density.runs=3",
-                      "hessian.density.steps=20", "hessian.curvature.directions=4")
+                      "hessian.density.steps=20", "hessian.curvature.directions=4", "logger=wandb", "logger.mode=offline")
     summary = run_hessian(cfg)["hessian"]
     checkpoint = json.loads((Path(cfg.output_dir) / "summary.json").read_text())["checkpoint"]
     hessian = exact_hessian(cfg, checkpoint)
@@ -55,6 +55,14 @@ def test_hessian_task_matches_the_exact_hessian(tiny_config):
         assert (out / name).stat().st_size > 0, name
     top0, recipe = load_direction(next((out / "directions").glob("hessian_top0-*.pt")))
     assert recipe["eigenvalue"] == pytest.approx(summary["top_eigenvalues"][0])
+
+    from losslandscape.tracking.wandb_records import logged_history, logged_summary
+
+    (records,) = (out / "wandb").glob("offline-run-*/*.wandb")
+    logged = {key for row in logged_history(records) for key in row}
+    assert {"hessian/density/histogram/_type", "hessian/density/nodes/_type", "hessian/density/top_eigenvalues/_type",
+            "hessian/hessian_lens/_type"} <= logged
+    assert logged_summary(records)["hessian/top_eigenvalues"] == pytest.approx(summary["top_eigenvalues"])
 
 
 def test_bottom_eigenvector_direction_scans_with_its_curvature(tiny_config):
