@@ -192,6 +192,30 @@ class ScanResult:
         return float(self.values[key][index if len(index) > 1 else index[0]])
 
 
+def block_size(num_points: int, points_per_batch: int) -> int:
+    """Points evaluated between two partial-file saves: about 50 saves per scan, whole vmap chunks."""
+    return max(points_per_batch, -(-num_points // 50))
+
+
+def scan_fingerprint(scan: Any, theta: ParamDict, directions: Sequence[ParamDict], evaluators: dict[str, Evaluator]) -> str:
+    """Hash of everything that determines a scan's numbers: a partial file resumes only under the same one."""
+    return stable_hash(
+        {
+            "scan": scan.describe(),
+            "theta": tensor_dict_hash(theta),
+            "directions": [tensor_dict_hash(d) for d in directions],
+            "splits": {s: len(e) for s, e in evaluators.items()},
+        }
+    )
+
+
+def partial_path(path: str | Path, rank: int | None = None) -> Path:
+    """The partial file of a scan (``scan.npz -> scan.partial.npz``) or of one rank's share (``scan.rank1.partial.npz``)."""
+    path = Path(path)
+    tag = "" if rank is None else f".rank{rank}"
+    return path.with_name(path.name.replace(".npz", "") + f"{tag}.partial.npz")
+
+
 def run_scan(
     scan: LineScan | PlaneScan | RingScan,
     theta: ParamDict,
@@ -211,19 +235,12 @@ def run_scan(
     if len(directions) != scan.num_directions:
         raise ValueError(f"{scan.kind} scan needs {scan.num_directions} direction(s), got {len(directions)}")
     path = Path(path)
-    partial = path.with_name(path.name.replace(".npz", "") + ".partial.npz")
+    partial = partial_path(path)
     coordinates = scan.coordinates()
     splits = list(evaluators)
-    fingerprint = stable_hash(
-        {
-            "scan": scan.describe(),
-            "theta": tensor_dict_hash(theta),
-            "directions": [tensor_dict_hash(d) for d in directions],
-            "splits": {s: len(e) for s, e in evaluators.items()},
-        }
-    )
+    fingerprint = scan_fingerprint(scan, theta, directions, evaluators)
     values, done = _resume(partial, fingerprint, (len(coordinates), len(splits), len(METRICS)))
-    block = max(points_per_batch, -(-len(coordinates) // 50))
+    block = block_size(len(coordinates), points_per_batch)
     bar = tqdm(total=len(coordinates), initial=done, desc=f"scan {scan.name}", disable=not progress, leave=False)
     with torch.inference_mode():
         for start in range(done, len(coordinates), block):

@@ -31,9 +31,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from tqdm.auto import tqdm
 
-from ..files import stable_hash, tensor_dict_hash, write_npz
+from ..files import stable_hash, write_npz
 from .evaluator import Evaluator, ParamDict
-from .scans import METRICS, LineScan, PlaneScan, RingScan, ScanResult, _resume, run_scan
+from .scans import METRICS, LineScan, PlaneScan, RingScan, ScanResult, _resume, block_size, partial_path, run_scan, scan_fingerprint
 
 Scan = LineScan | PlaneScan | RingScan
 
@@ -64,34 +64,9 @@ def shard_indices(num_points: int, rank: int, world_size: int, unit: int = 1) ->
     return slice(min(first * unit, num_points), min(last * unit, num_points))
 
 
-def block_size(num_points: int, points_per_batch: int) -> int:
-    """Points evaluated between two partial-file saves: ``run_scan``'s rule (about 50 saves per scan)."""
-    return max(points_per_batch, -(-num_points // 50))
-
-
-def scan_fingerprint(scan: Scan, theta: ParamDict, directions: Sequence[ParamDict], evaluators: dict[str, Evaluator]) -> str:
-    """``run_scan``'s fingerprint of everything that determines the numbers (kept in step with it:
-    a test compares the two, and :func:`run_sharded_scan` refuses to recompute if they drift)."""
-    return stable_hash(
-        {
-            "scan": scan.describe(),
-            "theta": tensor_dict_hash(theta),
-            "directions": [tensor_dict_hash(d) for d in directions],
-            "splits": {s: len(e) for s, e in evaluators.items()},
-        }
-    )
-
-
 def rank_fingerprint(fingerprint: str, rank: int, world_size: int, shard: slice) -> str:
     """Fingerprint of one rank's partial file: a restart resumes it only with the same group and share."""
     return stable_hash({"scan": fingerprint, "rank": rank, "world_size": world_size, "shard": [shard.start, shard.stop]})
-
-
-def partial_path(path: str | Path, rank: int | None = None) -> Path:
-    """``run_scan``'s partial file (``rank=None``) or one rank's: ``scan.npz -> scan.rank1.partial.npz``."""
-    path = Path(path)
-    tag = "" if rank is None else f".rank{rank}"
-    return path.with_name(path.name.replace(".npz", "") + f"{tag}.partial.npz")
 
 
 def run_sharded_scan(
