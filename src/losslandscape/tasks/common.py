@@ -127,6 +127,8 @@ def run_task(cfg: DictConfig, body) -> dict[str, Any]:
     session = open_session(cfg)
     try:
         summary = {**body(session), "config_hash": config_hash}
+        if cfg.get("gallery") is not None:  # a figure recipe: the figures task collects its panels
+            summary["gallery"] = OmegaConf.to_container(cfg.gallery, resolve=True)
         if not session.is_main:
             return summary
         write_json(session.output_dir / "summary.json", summary)
@@ -161,6 +163,7 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
             lines.append(f"   trace {h['trace']:.4g} +- {h['trace_standard_error']:.2g}; bottom eigenvalues {h.get('bottom_eigenvalues', [])}")
         if "lens" in h:
             lines.append(f"   random directions curving up: {100 * h['lens']['positive_fraction']:.0f} %")
+    lines += [f"   {line}" for line in summary.get("headline", [])]
     for name, scan in summary.get("scans", {}).items():
         center = ", ".join(f"{k.replace('_loss', '')} {v:.4f}" for k, v in scan["center"].items() if k.endswith("_loss"))
         shapes = ", ".join(f"{split} {shape['label']}" for split, shape in scan.get("shape", {}).items())
