@@ -65,6 +65,8 @@ class SmallCNN(nn.Module):
     A block is followed by a 2x2 max-pool while both spatial sizes are at least 2, so the same
     configuration runs on 8x8 digits (8 -> 4 -> 2) and on 28x28 / 32x32 images.
     With ``batch_norm`` the convolutions drop their bias, which BatchNorm's shift makes redundant.
+    ``width`` multiplies every conv's channels and ``hidden`` (rounded, at least 1): the "load"
+    axis of width sweeps (Yang et al. 2021).
     """
 
     def __init__(
@@ -74,14 +76,18 @@ class SmallCNN(nn.Module):
         channels: Sequence[int] = (16, 32),
         batch_norm: bool = False,
         hidden: int = 64,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
+        multiplier = check_width(width)
         in_channels, height, width = as_image_shape(input_shape, "SmallCNN")
         channels = [int(c) for c in channels]
         if not channels or min(channels) < 1:
             raise ValueError(f"channels must be a non-empty list of positive ints, got {channels}")
         if int(hidden) < 1:
             raise ValueError(f"hidden must be a positive int, got {hidden}")
+        channels = [scaled_width(c, multiplier) for c in channels]
+        hidden = scaled_width(int(hidden), multiplier)
         layers: list[nn.Module] = []
         for out_channels in channels:
             layers += conv_block(in_channels, out_channels, bool(batch_norm))

@@ -8,7 +8,7 @@ from math import prod
 import torch
 from torch import nn
 
-from losslandscape.models.cnn import as_shape, check_num_classes
+from losslandscape.models.cnn import as_shape, check_num_classes, check_width, scaled_width
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -25,6 +25,7 @@ class MLP(nn.Module):
 
     The classic multilayer perceptron (Rumelhart, Hinton & Williams 1986); ``features`` is the
     output of the last hidden activation (the flattened input when ``hidden`` is empty).
+    ``width`` multiplies every hidden size (rounded, at least 1), the load axis of width sweeps.
     """
 
     def __init__(
@@ -33,12 +34,15 @@ class MLP(nn.Module):
         num_classes: int,
         hidden: Sequence[int] = (64, 64),
         activation: str = "relu",
+        width: float = 1.0,
     ) -> None:
         super().__init__()
         activation_layer = activation_type(activation)  # fails early, even with no hidden layer
+        multiplier = check_width(width)
         hidden = [int(h) for h in hidden]
         if hidden and min(hidden) < 1:
             raise ValueError(f"hidden sizes must be positive ints, got {hidden}")
+        hidden = [scaled_width(h, multiplier) for h in hidden]
         in_features = prod(as_shape(input_shape))
         layers: list[nn.Module] = []
         for out_features in hidden:

@@ -1,0 +1,1 @@
+"""Measures of the other seed papers: mode connectivity, representation similarity, valley asymmetry, NTK, ..."""
