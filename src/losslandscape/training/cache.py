@@ -2,6 +2,13 @@
 
 Two jobs that start at once on the same key train once: the first takes a file lock, the second
 waits on it and then finds the finished checkpoints.
+
+Seeds: ``seed`` fixes everything unless ``train.init_seed`` (initialization, and any other
+randomness drawn from the global generator during training, e.g. dropout) or ``train.data_seed``
+(the shuffle order of the epochs) says otherwise. ``train.spawn_epoch`` / ``train.spawn_data_seed``
+make the run a *child* (Fort et al. 2020): the parent's first ``spawn_epoch`` epochs, then the
+child's own data order (see :func:`spawn_switch`). Seeds that are null or equal to ``seed`` are left
+out of the cache key, so configs written before these keys existed keep their cached checkpoints.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.splits import DataSplits
 from ..files import stable_hash, write_json
 from .checkpoints import save_checkpoint
-from .lightning import ClassifierModule, EpochCheckpointer, SplitsDataModule
+from .lightning import ClassifierModule, DataOrderSwitch, EpochCheckpointer, SplitsDataModule
+
+SEED_KEYS = ("init_seed", "data_seed")
+SPAWN_KEYS = ("spawn_epoch", "spawn_data_seed")
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +41,70 @@ def training_config(cfg: DictConfig) -> dict[str, Any]:
     return {
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "train": OmegaConf.to_container(cfg.train, resolve=True),
+        "train": canonical_train(cfg),
         "seed": int(cfg.seed),
     }
+
+
+def canonical_train(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.train`` with the seed keys written once: a seed that is null or equals ``seed`` is dropped
+    (it changes nothing), and so are the spawn keys of a run that is not a child. Old configs, null
+    seeds and explicit ``init_seed=seed`` therefore share one cache key and one set of checkpoints."""
+    train = OmegaConf.to_container(cfg.train, resolve=True)
+    for key in SEED_KEYS:
+        if train.get(key) is None or int(train[key]) == int(cfg.seed):
+            train.pop(key, None)
+        else:
+            train[key] = int(train[key])
+    if train.get("spawn_epoch") is None:
+        for key in SPAWN_KEYS:
+            train.pop(key, None)
+    else:
+        for key in SPAWN_KEYS:
+            train[key] = int(train[key])
+    return train
+
+
+def check_seeds(cfg: DictConfig) -> None:
+    """One clear error for impossible seed or spawn settings, before any training."""
+    train = cfg.train
+    for key in (*SEED_KEYS, "spawn_data_seed"):
+        value = train.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"train.{key} must be an integer seed or null, got {value!r}")
+    spawn = train.get("spawn_epoch")
+    if spawn is None:
+        if train.get("spawn_data_seed") is not None:
+            raise ValueError("train.spawn_data_seed is set but train.spawn_epoch is null; set the epoch the child is spawned at")
+        return
+    if isinstance(spawn, bool) or not isinstance(spawn, int) or not 0 <= spawn <= int(train.epochs):
+        raise ValueError(f"train.spawn_epoch must be an integer in [0, train.epochs={train.epochs}], got {spawn!r}")
+    if train.get("spawn_data_seed") is None:
+        raise ValueError("train.spawn_epoch is set but train.spawn_data_seed is null; give the child its own data-order seed")
+
+
+def effective_seeds(cfg: DictConfig) -> dict[str, int]:
+    """The initialization and data-order seeds this run trains with (null means ``seed``)."""
+    seed = int(cfg.seed)
+    return {key: seed if cfg.train.get(key) is None else int(cfg.train[key]) for key in SEED_KEYS}
+
+
+def parent_config(cfg: DictConfig) -> DictConfig:
+    """The run a child is spawned from: the same config without the spawn keys."""
+    return OmegaConf.merge(cfg, {"train": {key: None for key in SPAWN_KEYS}})
+
+
+def run_directory(cfg: DictConfig, data: DataSplits) -> tuple[Path, str]:
+    """Where this config's checkpoints live, and its cache key. The name carries the seeds that differ
+    from ``seed`` and the spawn (``-init1``, ``-data2``, ``-spawn5d3``), only when they are set."""
+    config = training_config(cfg)
+    key = stable_hash(config)
+    model_name = cfg.model._target_.rsplit(".", 1)[-1].lower()
+    train = config["train"]
+    tags = "".join(f"-{name.removesuffix('_seed')}{train[name]}" for name in SEED_KEYS if name in train)
+    if "spawn_epoch" in train:
+        tags += f"-spawn{train['spawn_epoch']}d{train['spawn_data_seed']}"
+    return Path(cfg.cache_dir) / f"{model_name}-{data.name}-seed{cfg.seed}{tags}-{key}", key
 
 
 @dataclass
@@ -61,10 +132,9 @@ def train_or_reuse(
     cfg: DictConfig, data: DataSplits, device: torch.device, logger: Any = None, progress: bool = True
 ) -> TrainedRun:
     """Return the cached checkpoints of this config, training them first if no finished run exists."""
+    check_seeds(cfg)
     config = training_config(cfg)
-    key = stable_hash(config)
-    model_name = cfg.model._target_.rsplit(".", 1)[-1].lower()
-    directory = Path(cfg.cache_dir) / f"{model_name}-{data.name}-seed{cfg.seed}-{key}"
+    directory, key = run_directory(cfg, data)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory) + ".lock"):
         if (directory / "final.pt").is_file():  # written last, so its presence means the run finished
@@ -76,7 +146,8 @@ def train_or_reuse(
 
 
 def _train(cfg, config, key, data, directory, device, logger, progress) -> list[dict[str, float]]:
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    seeds = effective_seeds(cfg)
+    pl.seed_everything(seeds["init_seed"], workers=True, verbose=False)
     model = instantiate(cfg.model, input_shape=data.input_shape, num_classes=data.num_classes)
     metadata = {
         "model": config["model"],
@@ -109,7 +180,30 @@ def _train(cfg, config, key, data, directory, device, logger, progress) -> list[
     )
     torch.set_float32_matmul_precision("highest")
     trainer.callbacks.append(checkpointer)
-    trainer.fit(module, datamodule=SplitsDataModule(data, int(train.batch_size), int(cfg.seed)))
+    spawned_at_init = train.get("spawn_epoch") == 0
+    datamodule = SplitsDataModule(data, int(train.batch_size), int(train.spawn_data_seed) if spawned_at_init else seeds["data_seed"])
+    switch = spawn_switch(cfg, data, datamodule)
+    if switch is not None:
+        trainer.callbacks.append(switch)
+    trainer.fit(module, datamodule=datamodule)
+    if switch is not None:
+        write_json(directory / "spawn.json", switch.record)
     write_json(directory / "history.json", checkpointer.history)
     save_checkpoint(directory / "final.pt", model, {**metadata, "epoch": int(train.epochs), "metrics": checkpointer.history[-1] if checkpointer.history else {}})
     return checkpointer.history
+
+
+def spawn_switch(cfg: DictConfig, data: DataSplits, datamodule: SplitsDataModule) -> DataOrderSwitch | None:
+    """How a child is trained (Fort et al. 2020): it re-runs its parent's first ``spawn_epoch`` epochs
+    exactly (same initialization, data order, optimizer and schedule, so the optimizer state at the
+    spawn point is the parent's, momentum included; checkpoints do not store optimizer states), then
+    continues with its own data order from ``spawn_data_seed``. At the spawn point the weights are
+    compared with the parent's saved checkpoint, when the parent has one, and replaced by it if they
+    differ (non-deterministic kernels): the child then starts from the parent's checkpoint exactly.
+    """
+    spawn = cfg.train.get("spawn_epoch")
+    if spawn is None:
+        return None
+    parent_dir, parent_key = run_directory(parent_config(cfg), data)
+    saved = parent_dir / ("init.pt" if int(spawn) == 0 else f"epoch_{int(spawn):03d}.pt")
+    return DataOrderSwitch(datamodule, int(spawn), int(cfg.train.spawn_data_seed), saved, parent_key)

@@ -66,22 +66,65 @@ class ClassifierModule(pl.LightningModule):
 
 
 class SplitsDataModule(pl.LightningDataModule):
-    """Serves resident :class:`DataSplits`; the shuffle order is fixed by ``seed``."""
+    """Serves resident :class:`DataSplits`; the shuffle order is fixed by ``seed``.
+
+    Every epoch draws its order from the one ``generator`` (a base-seed draw by the DataLoader, then
+    a permutation), so the order of epoch e depends on the seed and on e; :class:`DataOrderSwitch`
+    reseeds that generator between two epochs to give a spawned child its own order.
+    """
 
     def __init__(self, data: DataSplits, batch_size: int, seed: int):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"train.batch_size must be positive, got {batch_size}")
         self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.generator = torch.Generator().manual_seed(seed)
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        self.generator.manual_seed(self.seed)
         dataset = TensorDataset(self.data.train_x, self.data.train_y)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, generator=generator)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, generator=self.generator)
 
     def val_dataloader(self) -> DataLoader:
         dataset = TensorDataset(self.data.test_x, self.data.test_y)
         return DataLoader(dataset, batch_size=max(self.batch_size, 1024))
+
+
+class DataOrderSwitch(pl.Callback):
+    """Spawns a child (Fort et al. 2020): after ``epoch`` epochs in the parent's order, the data order
+    continues from ``seed``, as if a new run's shuffle started there. A child spawned at epoch 0 gets
+    a data module seeded with ``seed`` from the start (the first epoch's loader exists before any hook).
+
+    At that point the weights are compared with the parent's saved checkpoint ``parent`` (if it
+    exists) and replaced by it when they differ, so the child starts exactly from the parent;
+    ``record`` says what was found.
+    """
+
+    def __init__(self, datamodule: SplitsDataModule, epoch: int, seed: int, parent: Path, parent_key: str):
+        self.datamodule, self.epoch, self.seed, self.parent = datamodule, int(epoch), int(seed), Path(parent)
+        self.record: dict[str, Any] = {"spawn_epoch": self.epoch, "spawn_data_seed": self.seed, "parent_key": parent_key,
+                                       "parent_checkpoint": str(self.parent)}
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.epoch == 0:  # spawned at initialization: the data module already serves the child's order
+            self._compare_with_parent(module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch + 1 == self.epoch:  # the epoch's batches are all drawn: the next order is the child's
+            self.datamodule.generator.manual_seed(self.seed)
+            self._compare_with_parent(module)
+
+    def _compare_with_parent(self, module: pl.LightningModule) -> None:
+        self.record.update(parent_found=self.parent.is_file(), max_abs_difference=None, replaced_by_parent=False)
+        if not self.parent.is_file():
+            return
+        saved = torch.load(self.parent, map_location="cpu", weights_only=True)["state_dict"]
+        current = module.model.state_dict()
+        difference = max((float((current[n].detach().cpu().double() - saved[n].double()).abs().max()) for n in saved if saved[n].numel()), default=0.0)
+        self.record["max_abs_difference"] = difference
+        if difference > 0:  # copied in place: the optimizer keeps its references and its state
+            module.model.load_state_dict({n: v.to(current[n].device) for n, v in saved.items()})
+            self.record["replaced_by_parent"] = True
 
 
 class EpochCheckpointer(pl.Callback):
