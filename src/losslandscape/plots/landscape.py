@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from matplotlib import patheffects
 
 from .style import SPLIT_COLORS, STYLE, plt, save_figure
 
@@ -57,16 +58,20 @@ def plot_contour(
     with plt.rc_context(STYLE):
         figure, axis = plt.subplots(figsize=(4.6, 4.0))
         filled = axis.contourf(x, y, z, levels=levels, cmap="viridis")
-        lines = axis.contour(x, y, z, levels=filled.levels, colors="white", linewidths=0.5)
+        lines = axis.contour(x, y, z, levels=filled.levels, colors="white", linewidths=0.5, negative_linestyles="solid")  # log10 levels < 0 are not "negative" losses
         axis.clabel(lines, lines.levels[::2], fmt="%.2f", fontsize=7)
         figure.colorbar(filled, ax=axis, label=label)
-        if path_xy is not None:
-            axis.plot(path_xy[:, 0], path_xy[:, 1], marker="o", markersize=3, color="white", linewidth=1.2, label="training path")
+        if path_xy is not None:  # checkpoints in training order: the first is the initialization
+            outline = [patheffects.withStroke(linewidth=2.6, foreground="black")]  # readable on light and dark levels
+            axis.plot(path_xy[:, 0], path_xy[:, 1], marker="o", markersize=3, color="white", linewidth=1.2,
+                      path_effects=outline, label="training path (saved epochs)")
+            axis.plot(path_xy[:1, 0], path_xy[:1, 1], marker="s", markersize=6, linestyle="none", color="white",
+                      markeredgecolor="black", label="initialization")
         axis.plot(0, 0, marker="*", linestyle="none", color="red", markersize=9, label=r"$\theta$")
         axis.set(xlabel=r"$\alpha$ (direction 1)", ylabel=r"$\beta$ (direction 2)", title=f"{result.name}: {label}")
         axis.set_aspect("equal", adjustable="box")
         axis.grid(False)
-        axis.legend(loc="upper right")
+        axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)  # below the axes: never hides the path
         return save_figure(figure, stem)
 
 

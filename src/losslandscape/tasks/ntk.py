@@ -1,0 +1,189 @@
+"""Task ``ntk``: how the empirical neural tangent kernel moves along the training trajectory (Fort et al. 2020).
+
+On a fixed, seeded subset of ``task.examples`` inputs the empirical NTK ``K_e`` is computed at every
+saved checkpoint (init = epoch 0, then every saved epoch, in order; see
+:mod:`losslandscape.measures.ntk`), in eval mode (BatchNorm with each checkpoint's own running
+statistics). Reported per epoch: the kernel distance to the initial kernel, the distance to the
+previous saved kernel and the kernel velocity (that distance per epoch), ``||K_e||_F``, the training
+history's accuracy, and the pairwise distances between all saved kernels. Each kernel is one file
+``ntk/kernels/epoch_NNN.npz`` written when it is finished, so a killed run continues where it stopped;
+distances are always computed from the kernels as stored, so a resumed run gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..files import read_npz, stable_hash, write_json, write_npz
+from ..measures.ntk import KERNELS, empirical_ntk, kernel_distance, kernel_velocities
+from ..plots.ntk import plot_kernel_distance_matrix, plot_kernel_dynamics
+from ..training.checkpoints import load_into_configured_model
+from .common import Checkpoints, Session, run_task, trained_checkpoints
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+BN_POLICY = "eval: each checkpoint's own BatchNorm running statistics, dropout off"
+
+
+def run_ntk(cfg) -> dict[str, Any]:
+    return run_task(cfg, _ntk)
+
+
+def _ntk(session: Session) -> dict[str, Any]:
+    cfg, task, out = session.cfg, session.cfg.task, session.output_dir / "ntk"
+    x_all, _ = check_settings(session)
+    indices = subset_indices(len(x_all), int(task.examples), int(task.subset_seed))
+    run = trained_checkpoints(session)
+    checkpoints = Checkpoints(session, run)
+    epochs = [0, *(int(p.stem.removeprefix("epoch_")) for p in run.epochs())]
+    refs = ["init", *(f"epoch:{e}" for e in epochs[1:])]
+    dtype = DTYPES[str(task.dtype)]
+    x = x_all[torch.as_tensor(indices)].to(session.device, dtype)
+    settings = {"train_key": run.key, "split": str(task.split), "indices": stable_hash(indices), "kernel": str(task.kernel), "dtype": str(task.dtype)}
+
+    kernels, seconds = {}, {}
+    for epoch, ref in tqdm(list(zip(epochs, refs)), desc="NTK per checkpoint", disable=not cfg.progress):
+        path = checkpoints.path(ref)
+        kernels[epoch], seconds[epoch] = kernel_at(session, path, x, out / "kernels" / f"epoch_{epoch:03d}.npz",
+                                                   {**settings, "epoch": epoch}, indices)
+
+    dynamics = kernel_dynamics(epochs, kernels)
+    matrix = pairwise_distances([kernels[e] for e in epochs]) if task.pairwise else None
+    accuracy = history_accuracy(run.history, epochs)
+    early, late = early_and_late(epochs, dynamics["velocity"], int(task.early_epochs))
+    record = {
+        "epochs": epochs, **dynamics, **accuracy, "seconds": [seconds[e] for e in epochs],
+        "velocity_early": early, "velocity_late": late, "early_epochs": int(task.early_epochs),
+        "kernel": str(task.kernel), "kernel_shape": list(kernels[0].shape), "examples": int(task.examples),
+        "split": str(task.split), "indices": indices, "bn": BN_POLICY,
+    }
+    write_json(out / "dynamics.json", {**record, "provenance": session.provenance(train_key=run.key, checkpoints=str(run.directory))})
+    if matrix is not None:
+        write_npz(out / "distance_matrix.npz", {"epochs": np.asarray(epochs), "distance": matrix},
+                  session.provenance(train_key=run.key, kernel=str(task.kernel), bn=BN_POLICY))
+
+    figures, title = [], f"{_model_name(cfg)} on {session.data.name}: NTK ({task.kernel}) of {task.examples} {task.split} inputs"
+    if session.is_main:
+        figures = plot_kernel_dynamics(record, out.parent / "figures" / "ntk_dynamics", title=title)
+        if matrix is not None:
+            figures += plot_kernel_distance_matrix(epochs, matrix, out.parent / "figures" / "ntk_distance_matrix", title=title)
+        session.tracker.log_figures("ntk", figures)
+        log_series = getattr(session.tracker, "log_series", None)  # per-epoch W&B lines where the tracker has them
+        if log_series is not None:
+            keys = ["distance_to_init", "distance_to_previous", "velocity", "frobenius_norm", *accuracy]
+            log_series("ntk", "epoch", [{"epoch": e, **{k: record[k][i] for k in keys}} for i, e in enumerate(epochs)])
+    return {
+        "task": "ntk",
+        "dataset": session.data.name,
+        "model": cfg.model._target_,
+        "ntk": {key: record[key] for key in ("kernel", "kernel_shape", "examples", "split", "epochs", "distance_to_init",
+                                             "velocity", "velocity_early", "velocity_late", "bn")},
+        "seconds_total": float(sum(seconds.values())),
+        "figures": [str(f) for f in figures],
+        "headline": headline(record),
+    }
+
+
+def check_settings(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every setting checked with one clear message, before any training; returns the split's data."""
+    cfg, task = session.cfg, session.cfg.task
+    if cfg.checkpoint:
+        raise ValueError("task=ntk walks the cached training trajectory (init and every saved epoch); unset checkpoint (checkpoint=null)")
+    if task.split not in ("train", "test"):
+        raise ValueError(f"task.split={task.split!r} is unknown: expected train or test")
+    if task.kernel not in KERNELS:
+        raise ValueError(f"task.kernel={task.kernel!r} is unknown: expected full ((nC) x (nC)), trace (n x n) or sum (n x n)")
+    if str(task.dtype) not in DTYPES:
+        raise ValueError(f"task.dtype={task.dtype!r} is unknown: expected float32 or float64")
+    x, y = session.data.split(str(task.split))
+    if not isinstance(task.examples, int) or isinstance(task.examples, bool) or not 1 <= task.examples <= len(x):
+        raise ValueError(f"task.examples must be an integer in [1, {len(x)}] (the size of the {task.split} split), got {task.examples!r}")
+    if task.example_chunk is not None and int(task.example_chunk) < 1:
+        raise ValueError(f"task.example_chunk must be a positive integer or null (all examples in one vmap), got {task.example_chunk}")
+    if not float(task.max_jacobian_mb) > 0:
+        raise ValueError(f"task.max_jacobian_mb must be positive, got {task.max_jacobian_mb}")
+    if int(task.early_epochs) < 1:
+        raise ValueError(f"task.early_epochs must be at least 1, got {task.early_epochs}")
+    return x, y
+
+
+def subset_indices(size: int, examples: int, seed: int) -> list[int]:
+    """The same ``examples`` inputs at every checkpoint: a seeded draw without replacement, sorted."""
+    return sorted(torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:examples].tolist())
+
+
+def kernel_at(session: Session, checkpoint: Path, x: torch.Tensor, path: Path, fingerprint: dict, indices: list[int]) -> tuple[torch.Tensor, float]:
+    """The kernel of one checkpoint: read back if its file was written with the same settings, else computed and saved."""
+    key = stable_hash(fingerprint)
+    if path.is_file():
+        arrays, provenance = read_npz(path)
+        if provenance.get("fingerprint") == key:
+            return torch.from_numpy(arrays["kernel"]), float(provenance["seconds"])
+    cfg, task, data = session.cfg, session.cfg.task, session.data
+    model = load_into_configured_model(checkpoint, cfg.model, data.input_shape, data.num_classes, session.device).to(x.dtype)
+    start = time.perf_counter()
+    chunk = None if task.example_chunk is None else int(task.example_chunk)
+    kernel = empirical_ntk(model, x, str(task.kernel), example_chunk=chunk, max_jacobian_mb=float(task.max_jacobian_mb))
+    seconds = time.perf_counter() - start
+    kernel = kernel.to(x.dtype).cpu()  # stored at the computation's precision; distances are taken from the stored kernel
+    write_npz(path, {"kernel": kernel.numpy(), "indices": np.asarray(indices)},
+              session.provenance(fingerprint=key, settings=fingerprint, checkpoint=str(checkpoint), seconds=seconds, bn=BN_POLICY))
+    return kernel, seconds
+
+
+def kernel_dynamics(epochs: list[int], kernels: dict[int, torch.Tensor]) -> dict[str, list[float]]:
+    """Distance to the initial kernel, to the previous saved kernel, the velocity and ``||K||_F`` per epoch."""
+    first = kernels[epochs[0]]
+    to_init = [kernel_distance(first, kernels[e]) for e in epochs]
+    to_previous = [math.nan] + [kernel_distance(kernels[a], kernels[b]) for a, b in zip(epochs, epochs[1:])]
+    return {
+        "distance_to_init": to_init,
+        "distance_to_previous": to_previous,
+        "velocity": kernel_velocities(epochs, to_previous),
+        "frobenius_norm": [float(kernels[e].double().norm()) for e in epochs],
+    }
+
+
+def pairwise_distances(kernels: list[torch.Tensor]) -> np.ndarray:
+    """Kernel distance between every two saved kernels (symmetric, zero diagonal)."""
+    matrix = np.zeros((len(kernels), len(kernels)))
+    for i in range(len(kernels)):
+        for j in range(i + 1, len(kernels)):
+            matrix[i, j] = matrix[j, i] = kernel_distance(kernels[i], kernels[j])
+    return matrix
+
+
+def history_accuracy(history: list[dict], epochs: list[int]) -> dict[str, list[float]]:
+    """Train and test accuracy of the run's history at the saved epochs (NaN at init and where missing)."""
+    by_epoch = {int(row["epoch"]): row for row in history if "epoch" in row}
+    return {f"{split}_accuracy": [float(by_epoch.get(e, {}).get(f"{split}/accuracy", math.nan)) for e in epochs] for split in ("train", "test")}
+
+
+def early_and_late(epochs: list[int], velocity: list[float], early_epochs: int) -> tuple[float, float]:
+    """Mean velocity over the intervals ending at or before ``early_epochs``, and over the second half of training."""
+    last = epochs[-1]
+    early = [v for e, v in zip(epochs[1:], velocity[1:]) if e <= early_epochs]
+    late = [v for e, v in zip(epochs[1:], velocity[1:]) if e > last / 2 and e > early_epochs]
+    return (float(np.mean(early)) if early else math.nan, float(np.mean(late)) if late else math.nan)
+
+
+def headline(record: dict) -> list[str]:
+    shape = "x".join(str(s) for s in record["kernel_shape"])
+    ratio = record["velocity_early"] / record["velocity_late"] if record["velocity_late"] else math.nan
+    return [
+        f"NTK ({record['kernel']}, {shape}) on {record['examples']} {record['split']} inputs at {len(record['epochs'])} checkpoints, "
+        f"{sum(record['seconds']):.1f} s of kernels",
+        f"kernel distance to init at epoch {record['epochs'][-1]}: {record['distance_to_init'][-1]:.4f}",
+        f"kernel velocity (distance/epoch): epochs <= {record['early_epochs']} {record['velocity_early']:.4g}, "
+        f"second half {record['velocity_late']:.4g} (ratio {ratio:.3g})",
+    ]
+
+
+def _model_name(cfg) -> str:
+    return str(cfg.model._target_).rsplit(".", 1)[-1]
