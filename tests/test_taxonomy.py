@@ -257,14 +257,38 @@ def test_taxonomy_task_measures_and_resumes(tiny_config):
 
 def test_taxonomy_with_batch_norm_recomputes_statistics_along_the_curve(tiny_config):
     cfg = tiny_config("model=cnn_bn", "model.channels=[4]", "model.hidden=8", "dataset.train_size=300", "train.epochs=1",
-                      "task=taxonomy", "task.hessian=false", "task.curve.steps=5", "task.curve.points=3", "task.cka.examples=50")
+                      "task=taxonomy", "task.hessian=false", "task.curve.steps=5", "task.curve.points=3", "task.cka.examples=50",
+                      "logger=wandb", "logger.mode=offline")
     summary = run_taxonomy(cfg)
     pair = summary["per_pair"]["seed0-seed1"]
     assert pair["bn_mode"] == "recompute" and pair["cka_examples"] == 50 and math.isfinite(pair["mode_connectivity"])
     assert "hessian_trace" not in summary and "hessian_trace" not in summary["measures"]
 
+    from losslandscape.tracking.wandb_records import logged_history, logged_summary
+
+    (records,) = (Path(cfg.output_dir) / "wandb").glob("offline-run-*/*.wandb")
+    wait_for_exit_record(records)
+    assert "taxonomy/mode_connectivity/_type" in {key for row in logged_history(records) for key in row}
+    logged = logged_summary(records)
+    assert logged["mode_connectivity"] == pytest.approx(summary["mode_connectivity"])
+    assert logged["per_pair/seed0-seed1/cka"] == pytest.approx(pair["cka"])
+
+
+def wait_for_exit_record(path: Path, timeout: float = 60.0) -> None:
+    """W&B's service writes the offline ``.wandb`` file after ``run.finish()`` returns (on a loaded
+    machine it can still be a bare header then): wait until the run's exit record is in it."""
+    import time
+
+    from losslandscape.tracking.wandb_records import read_records
+
+    deadline = time.monotonic() + timeout
+    while not any(r.WhichOneof("record_type") == "exit" for r in read_records(path)):
+        assert time.monotonic() < deadline, f"{path} has no exit record after {timeout} s"
+        time.sleep(0.2)
+
 
 @pytest.mark.parametrize("override, message", [("task.models=1", "task.models must be at least 2"),
+                                               ("task.seeds=[3,3]", "2 different seeds"),
                                                ("task.cka.layer=nope", "no module 'nope'"),
                                                ("task.curve.optimizer=lbfgs", "optimizer 'lbfgs' is unknown"),
                                                ("task.curve.points=2", "task.curve.points must be at least 3")])

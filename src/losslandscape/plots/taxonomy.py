@@ -76,7 +76,7 @@ def plot_phase_grid(
             axis.set_visible(False)
         if title:
             figure.suptitle(title)
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0, 1, 0.97 if title else 1))
         return save_figure(figure, stem)
 
 
@@ -94,8 +94,11 @@ def _heat_map(axis, figure, loads, temperatures, means, counts, measure, load_la
         for column in range(means.shape[1]):
             value = means[row, column]
             text = "no job" if counts[row, column] == 0 else f"{value:.3g}\nn={int(counts[row, column])}"
-            light = measure not in SIGNED and np.isfinite(value) and value < low + 0.5 * (high - low)
-            axis.text(column, row, text, ha="center", va="center", fontsize=7, color="white" if light else "black")
+            if measure in SIGNED:  # dark at both ends of the diverging map
+                dark = np.isfinite(value) and abs(value) > 0.6 * max(abs(low), abs(high))
+            else:  # viridis is dark at the low end
+                dark = np.isfinite(value) and value < low + 0.5 * (high - low)
+            axis.text(column, row, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
     axis.set_xticks(range(len(loads)), [_tick(v) for v in loads])
     axis.set_yticks(range(len(temperatures)), [_tick(v) for v in temperatures])
     axis.grid(False)

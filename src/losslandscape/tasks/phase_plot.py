@@ -61,6 +61,7 @@ def _phase_plot(session: Session) -> dict[str, Any]:
     figures += plot_phase_grid(loads, temperatures, {m: table["means"][m] for m in measures}, counts, load_key, temperature_key,
                                out / "figures" / "phase", title=f"{', '.join(what)}: mean over seeds per cell")
     session.tracker.log_figures("phase", figures)
+    session.tracker.log_files("phase-cells", "table", [out / "phase" / "cells.csv", out / "phase" / "cells.json"], {"sweep_dir": str(sweep)})
 
     varying = other_varying_overrides(jobs, {load_key, temperature_key, "seed"})
     headline = [f"{len(jobs)} jobs in {len(loads)} x {len(temperatures)} cells ({load_key} x {temperature_key}), "

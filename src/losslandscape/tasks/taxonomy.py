@@ -10,12 +10,15 @@ over a load x temperature sweep. Each model and each pair is one resumable file 
 
 from __future__ import annotations
 
+import copy
 import itertools
+import json
 import time
 from typing import Any
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ..files import save_torch, stable_hash, write_json, write_npz
@@ -100,8 +103,10 @@ def check_settings(session: Session) -> tuple[CurveTraining, list[int]]:
     cfg, task = session.cfg, session.cfg.task
     if cfg.checkpoint:
         raise ValueError("task=taxonomy compares the cached final models of several seeds; unset checkpoint (checkpoint=null)")
-    if int(task.models) < 2:
-        raise ValueError(f"task.models must be at least 2 (mode connectivity, CKA and L2 compare pairs of models), got {task.models}")
+    seeds = [int(s) for s in task.seeds] if task.seeds is not None else [int(cfg.seed) + i for i in range(int(task.models))]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"task.models must be at least 2, or task.seeds a list of at least 2 different seeds (mode connectivity, "
+                         f"CKA and L2 compare pairs of models), got models={task.models}, seeds={task.seeds}")
     for key, split in (("task.curve.split", task.curve.split), ("task.cka.split", task.cka.split), ("hessian.split", cfg.hessian.split)):
         if split not in ("train", "test"):
             raise ValueError(f"{key}={split!r} is unknown: expected train or test")
@@ -123,12 +128,10 @@ def check_settings(session: Session) -> tuple[CurveTraining, list[int]]:
     feature_layer(model, task.cka.layer)  # the named layer exists (checked on a fresh model, before training)
     if task.hessian:
         parameter_subset(parameters_of(model), str(cfg.hessian.parameters))
-    return curve, [int(cfg.seed) + i for i in range(int(task.models))]
+    return curve, seeds
 
 
 def instantiate_model(session: Session) -> torch.nn.Module:
-    from hydra.utils import instantiate
-
     return instantiate(session.cfg.model, input_shape=session.data.input_shape, num_classes=session.data.num_classes)
 
 
@@ -239,8 +242,6 @@ def pair_measures(session, model_a, model_b, path_a, path_b, name, curve: CurveT
 
 def cached(path, settings: dict, compute) -> dict[str, Any]:
     """The JSON at ``path`` if it was computed with these settings, else ``compute()`` written there."""
-    import json
-
     fingerprint = stable_hash(settings)
     if path.is_file():
         stored = json.loads(path.read_text())
@@ -270,8 +271,6 @@ def _cka_inputs(x: torch.Tensor, examples, seed: int) -> torch.Tensor:
 
 
 def _copy_to(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    import copy
-
     return copy.deepcopy(model).to(dtype)
 
 
