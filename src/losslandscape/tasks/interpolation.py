@@ -77,6 +77,7 @@ def interpolate(session: Session, refs: ModelRefs, name: str, ref_a: str, ref_b:
     entry = {
         "a": ref_a, "b": ref_b, "checkpoint_a": str(a.checkpoint), "checkpoint_b": str(b.checkpoint),
         "barrier": {key: value["barrier"] for key, value in found.items()},
+        "end_points": {key: [value["start"], value["end"]] for key, value in found.items()},  # the two models' own loss and error
         "ssr": ssr["overall"], "ssr_init": ssr_init, "distance": distance(theta_a, theta_b),
         "batch_norm": has_batch_norm(model), "file": str(path),
     }

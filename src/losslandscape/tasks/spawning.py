@@ -68,13 +68,18 @@ def _spawning(session: Session) -> dict[str, Any]:
         "distance": [entries[s]["distance"] for s in spawn_epochs],
         "bn_mode": cfg.evaluation.bn_mode,
         "spawned": rows,
-        "headline": headline(spawn_epochs, barriers, [entries[s]["ssr"] for s in spawn_epochs], split),
+        "headline": headline(spawn_epochs, entries, split),
         "figures": [str(f) for f in figures],
     }
 
 
-def headline(spawn_epochs: list[int], barriers: dict[str, list[float]], ssr: list[float], split: str) -> list[str]:
-    lines = [f"barrier between two children against the spawn epoch s ({split} loss / {split} error points / SSR):"]
-    for i, s in enumerate(spawn_epochs):
-        lines.append(f"  s={s}: {barriers[f'{split}_loss'][i]:.4f} / {100 * barriers[f'{split}_error'][i]:.2f} / {ssr[i]:.4f}")
+def headline(spawn_epochs: list[int], entries: dict[int, dict], split: str) -> list[str]:
+    """One line per spawn epoch; the children's own errors show whether both trained (a barrier between
+    two diverged children is meaningless)."""
+    lines = [f"barrier between two children against the spawn epoch s ({split} loss barrier / {split} error barrier; SSR; children's {split} errors):"]
+    for s in spawn_epochs:
+        e = entries[s]
+        errors = " / ".join(f"{100 * v:.2f} %" for v in e["end_points"][f"{split}_error"])
+        lines.append(f"  s={s}: {e['barrier'][f'{split}_loss']:.4f} / {100 * e['barrier'][f'{split}_error']:.2f} points; "
+                     f"SSR {e['ssr']:.4f}; children {errors}")
     return lines
