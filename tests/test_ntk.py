@@ -125,7 +125,7 @@ SMALL_CNN = ["task=ntk", "model.channels=[4]", "model.hidden=8", "task.examples=
 
 
 def test_ntk_task_on_a_linear_model_finds_the_constant_analytic_kernel(tiny_config):
-    cfg = tiny_config(*LINEAR)
+    cfg = tiny_config(*LINEAR, "logger=wandb", "logger.mode=offline")
     summary = run_ntk(cfg)
     out = Path(cfg.output_dir)
     dynamics = json.loads((out / "ntk" / "dynamics.json").read_text())
@@ -143,6 +143,13 @@ def test_ntk_task_on_a_linear_model_finds_the_constant_analytic_kernel(tiny_conf
     assert (out / "figures" / "ntk_dynamics.png").stat().st_size > 0 and (out / "figures" / "ntk_distance_matrix.pdf").stat().st_size > 0
     matrix, _ = read_npz(out / "ntk" / "distance_matrix.npz")
     assert np.abs(matrix["distance"]).max() < 1e-14
+
+    from losslandscape.tracking.wandb_records import logged_history, logged_summary
+
+    (records,) = (out / "wandb").glob("offline-run-*/*.wandb")
+    logged = {key for row in logged_history(records) for key in row}
+    assert {"ntk/ntk_dynamics/path", "ntk/ntk_distance_matrix/path"} <= logged
+    assert logged_summary(records)["ntk/distance_to_init"] == pytest.approx(summary["ntk"]["distance_to_init"])
 
 
 def test_ntk_task_resumes_from_its_kernel_files_and_gives_the_same_numbers(tiny_config):

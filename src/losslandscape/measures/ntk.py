@@ -50,7 +50,7 @@ def kernel_distance(k1: torch.Tensor, k2: torch.Tensor) -> float:
     norms = k1.norm() * k2.norm()
     if norms == 0:
         return math.nan
-    return float(1.0 - (k1 * k2).sum() / norms)
+    return max(0.0, float(1.0 - (k1 * k2).sum() / norms))  # >= 0 by Cauchy-Schwarz: no -1e-16 from rounding
 
 
 def kernel_velocities(epochs: list[int], distances_to_previous: list[float]) -> list[float]:

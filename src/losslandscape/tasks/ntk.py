@@ -47,20 +47,21 @@ def _ntk(session: Session) -> dict[str, Any]:
     x = x_all[torch.as_tensor(indices)].to(session.device, dtype)
     settings = {"train_key": run.key, "split": str(task.split), "indices": stable_hash(indices), "kernel": str(task.kernel), "dtype": str(task.dtype)}
 
-    kernels, seconds = {}, {}
-    for epoch, ref in tqdm(list(zip(epochs, refs)), desc="NTK per checkpoint", disable=not cfg.progress):
-        path = checkpoints.path(ref)
-        kernels[epoch], seconds[epoch] = kernel_at(session, path, x, out / "kernels" / f"epoch_{epoch:03d}.npz",
-                                                   {**settings, "epoch": epoch}, indices)
-
-    dynamics = kernel_dynamics(epochs, kernels)
-    matrix = pairwise_distances([kernels[e] for e in epochs]) if task.pairwise else None
+    files = [out / "kernels" / f"epoch_{epoch:03d}.npz" for epoch in epochs]
+    dynamics, seconds, shape = KernelDynamics(epochs), [], None
+    for epoch, ref, file in tqdm(list(zip(epochs, refs, files)), desc="NTK per checkpoint", disable=not cfg.progress):
+        kernel, took = kernel_at(session, checkpoints.path(ref), x, file, {**settings, "epoch": epoch}, indices)
+        dynamics.add(kernel)  # holds the initial and the previous kernel only: memory does not grow with the epochs
+        seconds.append(took)
+        shape = list(kernel.shape)
+    dynamics = dynamics.series()
+    matrix = pairwise_distances(files) if task.pairwise else None
     accuracy = history_accuracy(run.history, epochs)
     early, late = early_and_late(epochs, dynamics["velocity"], int(task.early_epochs))
     record = {
-        "epochs": epochs, **dynamics, **accuracy, "seconds": [seconds[e] for e in epochs],
+        "epochs": epochs, **_nan_to_none({**dynamics, **accuracy}), "seconds": seconds,
         "velocity_early": early, "velocity_late": late, "early_epochs": int(task.early_epochs),
-        "kernel": str(task.kernel), "kernel_shape": list(kernels[0].shape), "examples": int(task.examples),
+        "kernel": str(task.kernel), "kernel_shape": shape, "examples": int(task.examples),
         "split": str(task.split), "indices": indices, "bn": BN_POLICY,
     }
     write_json(out / "dynamics.json", {**record, "provenance": session.provenance(train_key=run.key, checkpoints=str(run.directory))})
@@ -84,7 +85,7 @@ def _ntk(session: Session) -> dict[str, Any]:
         "model": cfg.model._target_,
         "ntk": {key: record[key] for key in ("kernel", "kernel_shape", "examples", "split", "epochs", "distance_to_init",
                                              "velocity", "velocity_early", "velocity_late", "bn")},
-        "seconds_total": float(sum(seconds.values())),
+        "seconds_total": float(sum(seconds)),
         "figures": [str(f) for f in figures],
         "headline": headline(record),
     }
@@ -137,25 +138,40 @@ def kernel_at(session: Session, checkpoint: Path, x: torch.Tensor, path: Path, f
     return kernel, seconds
 
 
-def kernel_dynamics(epochs: list[int], kernels: dict[int, torch.Tensor]) -> dict[str, list[float]]:
-    """Distance to the initial kernel, to the previous saved kernel, the velocity and ``||K||_F`` per epoch."""
-    first = kernels[epochs[0]]
-    to_init = [kernel_distance(first, kernels[e]) for e in epochs]
-    to_previous = [math.nan] + [kernel_distance(kernels[a], kernels[b]) for a, b in zip(epochs, epochs[1:])]
-    return {
-        "distance_to_init": to_init,
-        "distance_to_previous": to_previous,
-        "velocity": kernel_velocities(epochs, to_previous),
-        "frobenius_norm": [float(kernels[e].double().norm()) for e in epochs],
-    }
+class KernelDynamics:
+    """Distance to the initial kernel, to the previous saved kernel, the velocity and ``||K||_F``, one epoch at a time."""
+
+    def __init__(self, epochs: list[int]):
+        self.epochs, self.first, self.previous = epochs, None, None
+        self.to_init, self.to_previous, self.norms = [], [], []
+
+    def add(self, kernel: torch.Tensor) -> None:
+        self.first = kernel if self.first is None else self.first
+        self.to_init.append(kernel_distance(self.first, kernel))
+        self.to_previous.append(math.nan if self.previous is None else kernel_distance(self.previous, kernel))
+        self.norms.append(float(kernel.double().norm()))
+        self.previous = kernel
+
+    def series(self) -> dict[str, list[float]]:
+        return {
+            "distance_to_init": self.to_init,
+            "distance_to_previous": self.to_previous,
+            "velocity": kernel_velocities(self.epochs, self.to_previous),
+            "frobenius_norm": self.norms,
+        }
 
 
-def pairwise_distances(kernels: list[torch.Tensor]) -> np.ndarray:
-    """Kernel distance between every two saved kernels (symmetric, zero diagonal)."""
-    matrix = np.zeros((len(kernels), len(kernels)))
-    for i in range(len(kernels)):
-        for j in range(i + 1, len(kernels)):
-            matrix[i, j] = matrix[j, i] = kernel_distance(kernels[i], kernels[j])
+def pairwise_distances(files: list[Path]) -> np.ndarray:
+    """Kernel distance between every two saved kernels (symmetric, zero diagonal), read back from their
+    files two at a time so that memory stays at two kernels whatever the number of epochs."""
+    def load(path: Path) -> torch.Tensor:
+        return torch.from_numpy(read_npz(path)[0]["kernel"])
+
+    matrix = np.zeros((len(files), len(files)))
+    for i in range(len(files)):
+        first = load(files[i])
+        for j in range(i + 1, len(files)):
+            matrix[i, j] = matrix[j, i] = kernel_distance(first, load(files[j]))
     return matrix
 
 
@@ -165,24 +181,35 @@ def history_accuracy(history: list[dict], epochs: list[int]) -> dict[str, list[f
     return {f"{split}_accuracy": [float(by_epoch.get(e, {}).get(f"{split}/accuracy", math.nan)) for e in epochs] for split in ("train", "test")}
 
 
-def early_and_late(epochs: list[int], velocity: list[float], early_epochs: int) -> tuple[float, float]:
-    """Mean velocity over the intervals ending at or before ``early_epochs``, and over the second half of training."""
+def early_and_late(epochs: list[int], velocity: list[float], early_epochs: int) -> tuple[float | None, float | None]:
+    """Mean velocity over the intervals ending at or before ``early_epochs``, and over the intervals of the
+    second half of training after them (None where there is no such interval, e.g. in a 2-epoch run)."""
     last = epochs[-1]
     early = [v for e, v in zip(epochs[1:], velocity[1:]) if e <= early_epochs]
     late = [v for e, v in zip(epochs[1:], velocity[1:]) if e > last / 2 and e > early_epochs]
-    return (float(np.mean(early)) if early else math.nan, float(np.mean(late)) if late else math.nan)
+    return (float(np.mean(early)) if early else None, float(np.mean(late)) if late else None)
+
+
+def _nan_to_none(series: dict[str, list[float]]) -> dict[str, list[float | None]]:
+    """Undefined entries (no previous kernel at init, no accuracy before training) as JSON null, not NaN."""
+    return {key: [None if v is None or math.isnan(v) else v for v in values] for key, values in series.items()}
 
 
 def headline(record: dict) -> list[str]:
     shape = "x".join(str(s) for s in record["kernel_shape"])
-    ratio = record["velocity_early"] / record["velocity_late"] if record["velocity_late"] else math.nan
+    early, late = record["velocity_early"], record["velocity_late"]
+    ratio = f"{early / late:.3g}" if early is not None and late else "n/a"
     return [
         f"NTK ({record['kernel']}, {shape}) on {record['examples']} {record['split']} inputs at {len(record['epochs'])} checkpoints, "
         f"{sum(record['seconds']):.1f} s of kernels",
         f"kernel distance to init at epoch {record['epochs'][-1]}: {record['distance_to_init'][-1]:.4f}",
-        f"kernel velocity (distance/epoch): epochs <= {record['early_epochs']} {record['velocity_early']:.4g}, "
-        f"second half {record['velocity_late']:.4g} (ratio {ratio:.3g})",
+        f"kernel velocity (distance/epoch): epochs <= {record['early_epochs']} {_number(early)}, "
+        f"second half {_number(late)} (ratio {ratio})",
     ]
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def _model_name(cfg) -> str:
