@@ -35,6 +35,15 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def as_json(data: Any) -> Any:
+    """``data`` as it reads back from a JSON file (tuples become lists, numpy scalars numbers)."""
+    return json.loads(json.dumps(data, default=_json_default))
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (np.generic, torch.Tensor)):
         return value.item() if value.ndim == 0 else value.tolist()

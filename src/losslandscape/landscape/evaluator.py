@@ -127,6 +127,12 @@ class Evaluator:
     def loss(self, params: ParamDict) -> torch.Tensor:
         return self.metrics(params)[0]
 
+    def batch_loss(self, params: ParamDict, indices: torch.Tensor) -> torch.Tensor:
+        """Mean loss on the examples ``indices`` of the split: the differentiable mini-batch loss of mining."""
+        buffers = self.recomputed_buffers(params) if self.bn_mode == "recompute" else self.buffers
+        logits = functional_call(self.model, {**params, **buffers}, (self.x[indices.to(self.x.device)],))
+        return F.cross_entropy(logits, self.y[indices.to(self.y.device)])
+
     def metrics_at(
         self,
         theta: ParamDict,

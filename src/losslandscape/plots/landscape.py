@@ -51,7 +51,8 @@ def _grid(result, split: str, log_scale: bool) -> tuple[np.ndarray, np.ndarray, 
 
 
 def plot_contour(
-    result, stem: str | Path, split: str = "train", levels: int = 20, log_scale: bool = False, path_xy: np.ndarray | None = None
+    result, stem: str | Path, split: str = "train", levels: int = 20, log_scale: bool = False, path_xy: np.ndarray | None = None,
+    axis_labels: tuple[str, str] = (r"$\alpha$ (direction 1)", r"$\beta$ (direction 2)"), equal_aspect: bool = True,
 ) -> list[Path]:
     """Filled contour with labelled level lines; theta marked at the origin, an optional trajectory path."""
     x, y, z, label = _grid(result, split, log_scale)
@@ -68,21 +69,23 @@ def plot_contour(
             axis.plot(path_xy[:1, 0], path_xy[:1, 1], marker="s", markersize=6, linestyle="none", color="white",
                       markeredgecolor="black", label="initialization")
         axis.plot(0, 0, marker="*", linestyle="none", color="red", markersize=9, label=r"$\theta$")
-        axis.set(xlabel=r"$\alpha$ (direction 1)", ylabel=r"$\beta$ (direction 2)", title=f"{result.name}: {label}")
-        axis.set_aspect("equal", adjustable="box")
+        axis.set(xlabel=axis_labels[0], ylabel=axis_labels[1], title=f"{result.name}: {label}")
+        if equal_aspect:  # both directions in the same units: keep distances comparable
+            axis.set_aspect("equal", adjustable="box")
         axis.grid(False)
         axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)  # below the axes: never hides the path
         return save_figure(figure, stem)
 
 
-def plot_surface(result, stem: str | Path, split: str = "train", log_scale: bool = False) -> list[Path]:
+def plot_surface(result, stem: str | Path, split: str = "train", log_scale: bool = False,
+                 axis_labels: tuple[str, str] = (r"$\alpha$", r"$\beta$")) -> list[Path]:
     """3D surface of the loss over the plane."""
     x, y, z, label = _grid(result, split, log_scale)
     with plt.rc_context(STYLE):
         figure = plt.figure(figsize=(5.2, 4.2))
         axis = figure.add_subplot(projection="3d")
         axis.plot_surface(x, y, np.ma.masked_invalid(z), cmap="viridis", linewidth=0, antialiased=True)
-        axis.set(xlabel=r"$\alpha$", ylabel=r"$\beta$", zlabel=label, title=f"{result.name}: {label}")
+        axis.set(xlabel=axis_labels[0], ylabel=axis_labels[1], zlabel=label, title=f"{result.name}: {label}")
         axis.view_init(elev=30, azim=-60)
         return save_figure(figure, stem)
 

@@ -54,6 +54,8 @@ class NullTracker:
 
     def log_figures(self, name: str, figures: list[Path]) -> None: ...
 
+    def log_series(self, name: str, step_key: str, rows: list[dict[str, Any]]) -> None: ...
+
     def finish(self, exit_code: int = 0) -> None: ...
 
 
@@ -168,6 +170,13 @@ class WandbTracker(NullTracker):
 
     def log_figures(self, name: str, figures: list[Path]) -> None:
         self.run.log({f"{name}/{Path(f).stem}": self._wandb.Image(str(f)) for f in figures if str(f).endswith(".png")})
+
+    def log_series(self, name: str, step_key: str, rows: list[dict[str, Any]]) -> None:
+        """Per-item measures as line charts against their own x axis (e.g. epoch), not the global step."""
+        self.run.define_metric(f"{name}/{step_key}")
+        self.run.define_metric(f"{name}/*", step_metric=f"{name}/{step_key}")
+        for row in rows:
+            self.run.log({f"{name}/{k}": v for k, v in row.items() if v is not None})
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)

@@ -1,0 +1,1 @@
+"""Mining special directions: targets on the loss (objectives) and projected gradient descent (miner)."""

@@ -1,0 +1,101 @@
+"""Task ``figures``: the gallery of every figure recipe's latest result, without recomputing anything.
+
+Each recipe of ``conf/experiment/`` writes into ``<experiments_dir>/<recipe>/<dataset>-<model>/``
+and puts a ``gallery`` block (title, panels, optionally a 1D curve) into its ``summary.json``. This
+task reads those folders for one scale (``task.variant``, e.g. ``digits-cnn`` or
+``cifar10-vgg16_bn``) and draws a grid of all panels and the 1D gallery of the curve shapes,
+redrawn from the curves' data (vector PDF), each labelled with its measured shape.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import to_absolute_path
+
+from ..files import read_json
+from ..landscape.scans import ScanResult
+from ..plots.style import SPLIT_COLORS, STYLE, plt, save_figure
+from .common import Session, run_task
+
+
+def run_figures(cfg) -> dict[str, Any]:
+    return run_task(cfg, _figures)
+
+
+def _figures(session: Session) -> dict[str, Any]:
+    task, out = session.cfg.task, session.output_dir / "figures"
+    root = Path(to_absolute_path(str(task.experiments_dir)))
+    entries = collect_results(root, str(task.variant))
+    if not entries:
+        raise ValueError(f"no finished figure recipe under {root}/*/{task.variant}/summary.json: run "
+                         f"`python run.py -m 'experiment=glob(fig_*)'` first (task.variant selects dataset-model)")
+    figures = plot_gallery(entries, out / "gallery", int(task.columns))
+    curves = [e for e in entries if e["gallery"].get("curve")]
+    if curves:
+        figures += plot_curve_gallery(curves, out / "gallery_1d")
+    session.tracker.log_figures("gallery", figures)
+    missing = [f"{e['gallery']['name']}: {p}" for e in entries for p in e["missing"]]
+    return {
+        "task": "figures",
+        "variant": str(task.variant),
+        "experiments": [e["gallery"]["name"] for e in entries],
+        "missing_panels": missing,
+        "figures": [str(f) for f in figures],
+        "headline": [f"gallery of {len(entries)} recipes ({task.variant}): {out / 'gallery.png'}"]
+        + ([f"missing panels: {', '.join(missing)}"] if missing else []),
+    }
+
+
+def collect_results(root: Path, variant: str) -> list[dict[str, Any]]:
+    """Every finished recipe result of ``variant``, sorted by recipe name, with its panels' paths."""
+    entries = []
+    for summary_path in sorted(root.glob(f"*/{variant}/summary.json")):
+        summary = read_json(summary_path)
+        gallery = summary.get("gallery")
+        if not gallery:
+            continue
+        folder = summary_path.parent
+        panels = [folder / p for p in gallery.get("panels", [])]
+        entries.append({"gallery": gallery, "folder": folder, "summary": summary,
+                        "panels": [p for p in panels if p.exists()], "missing": [str(p.relative_to(folder)) for p in panels if not p.exists()]})
+    return entries
+
+
+def plot_gallery(entries: list[dict[str, Any]], stem: Path, columns: int) -> list[Path]:
+    """One tile per panel, titled by its recipe, in a grid of ``columns``."""
+    tiles = [(e["gallery"]["title"], panel) for e in entries for panel in e["panels"]]
+    rows = max(1, math.ceil(len(tiles) / columns))
+    with plt.rc_context(STYLE):
+        figure, axes = plt.subplots(rows, columns, figsize=(5.0 * columns, 3.6 * rows), squeeze=False)
+        for axis in axes.flat:
+            axis.axis("off")
+        for axis, (title, panel) in zip(axes.flat, tiles):
+            axis.imshow(plt.imread(panel))
+            axis.set_title(title, fontsize=10)
+        figure.tight_layout()
+        return save_figure(figure, stem)
+
+
+def plot_curve_gallery(entries: list[dict[str, Any]], stem: Path) -> list[Path]:
+    """The 1D shapes side by side (the seed paper's gallery): train and test loss, titled by label."""
+    with plt.rc_context(STYLE):
+        figure, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries), 3.0), squeeze=False)
+        for axis, entry in zip(axes[0], entries):
+            result = ScanResult.load(entry["folder"] / entry["gallery"]["curve"])
+            lam = result.axes["lambda"]
+            shapes = result.provenance.get("shape", {})
+            for split in result.provenance.get("splits", ["train"]):
+                values = result.values[f"{split}_loss"]
+                axis.plot(lam, np.where(np.isfinite(values), values, np.nan), color=SPLIT_COLORS.get(split), label=split)
+            first_split = result.provenance.get("splits", ["train"])[0]
+            label = shapes.get(first_split, {}).get("label", "unlabelled")
+            axis.axvline(0.0, color="0.5", linewidth=0.8)
+            axis.set(xlabel=r"$\lambda$", title=f"{entry['gallery']['name'].removeprefix('fig_').replace('_', '-')}\n(measured: {label})")
+        axes[0][0].set_ylabel("cross-entropy loss")
+        axes[0][0].legend()
+        figure.tight_layout()
+        return save_figure(figure, stem)
