@@ -56,9 +56,9 @@ def test_hessian_task_matches_the_exact_hessian(tiny_config):
     top0, recipe = load_direction(next((out / "directions").glob("hessian_top0-*.pt")))
     assert recipe["eigenvalue"] == pytest.approx(summary["top_eigenvalues"][0])
 
-    from losslandscape.tracking.wandb_records import logged_history, logged_summary
+    from losslandscape.tracking.wandb_records import finished_run_file, logged_history, logged_summary
 
-    (records,) = (out / "wandb").glob("offline-run-*/*.wandb")
+    records = finished_run_file(out)
     logged = {key for row in logged_history(records) for key in row}
     assert {"hessian/density/histogram/_type", "hessian/density/nodes/_type", "hessian/density/top_eigenvalues/_type",
             "hessian/hessian_lens/_type"} <= logged

@@ -70,7 +70,7 @@ def test_ring_objective_on_a_quadratic_finds_the_negative_curvature_plane():
     # on a ring of radius a the loss averages a^2/2 (d1^T H d1 + d2^T H d2) over angles: the plane of
     # the two most negative eigenvectors (axes 0 and 1) wins, with the two directions orthogonal.
     theta = {"w": torch.tensor([[0.5, 0.5, 0.5, 0.5]], dtype=torch.float64)}
-    objective = Ring(a=0.5, angles=4, orthogonality=1.0)
+    objective = Ring(a=0.5, angles=4, inner=[], peak=0.0, level=0.0, orthogonality=1.0)
     miner = DirectionMiner(lambda p: torch.optim.Adam(p, lr=0.05), steps=400, batch_size=None, normalization="model")
     starts = [{"w": torch.tensor([[0.3, 0.2, 0.9, 0.1]], dtype=torch.float64)},
               {"w": torch.tensor([[0.1, 0.8, 0.2, -0.5]], dtype=torch.float64)}]
@@ -89,8 +89,11 @@ def test_presets_place_their_targets_where_the_design_says():
     vvv = VVVBasin(a=1.0)
     assert {(t.coordinates[0], t.kind) for t in vvv.targets(None)} == {(-1.0, "low"), (1.0, "low"), (-0.5, "high"), (0.5, "high")}
     assert vvv.span == (-1.25, 1.25)
-    ring = Ring(a=0.5, angles=3).targets(torch.Generator().manual_seed(0))
-    assert len(ring) == 6 and all(sum(c**2 for c in t.coordinates) == pytest.approx(0.25) for t in ring)
+    ring = Ring(a=0.5, angles=3, inner=[0.5], peak=10.0, peak_step=0.1).targets(torch.Generator().manual_seed(0))
+    radii = sorted({round(sum(c**2 for c in t.coordinates) ** 0.5, 9) for t in ring})
+    assert len(ring) == 18 and radii == pytest.approx([0.05, 0.25, 0.5])  # 3 diameters x 2 ends x 3 radii
+    assert sum(t.weight for t in ring) == pytest.approx(0.5 + 0.5 + 2 * 10.0)
+    assert sum(t.weight for t in peak.targets(None)) == pytest.approx(1.0)
 
 
 def test_template_targets_parse_from_lists_dicts_and_strings():
@@ -179,6 +182,14 @@ def test_vvv_basin_mining_on_the_default_model_gives_three_basins(mine_config):
     assert run["label"] == "vvv-basin", run
 
 
+def test_ring_mining_on_the_default_model_gives_the_wine_bottle_bottom(mine_config, tmp_path):
+    run = run_mine(mine_config("mining=ring", "mining.rays=8"))["mining"]["runs"][0]
+    assert run["label"] == "wine-bottle" and run["ray_labels"] == ["w-peak"] * 8, run
+    assert run["center_is_local_max"] and run["curvature_signature"] == ["-", "-"]
+    assert abs(run["cosine"]) < 1e-6  # the plane's axes are orthogonal
+    assert (tmp_path / "run" / "figures" / "wine_bottle.pdf").exists()
+
+
 def test_mining_settings_are_checked_before_any_training(tiny_config, tmp_path):
     with pytest.raises(ValueError, match="mining.init"):
         run_mine(tiny_config(*MINE_TINY, "mining.init=hessian_top"))
@@ -188,4 +199,6 @@ def test_mining_settings_are_checked_before_any_training(tiny_config, tmp_path):
         run_mine(tiny_config(*MINE_TINY, "mining=template", "mining.objective.targets=[[0.5,deep]]"))
     with pytest.raises(ValueError, match="mining distance a must be a positive"):
         run_mine(tiny_config(*MINE_TINY, "mining=ring", "mining.objective.a=0"))
+    with pytest.raises(ValueError, match="choose a preset"):
+        run_mine(tiny_config(*MINE_TINY, "mining=base"))
     assert not (tmp_path / "cache").exists()  # nothing was trained

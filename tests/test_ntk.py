@@ -144,9 +144,9 @@ def test_ntk_task_on_a_linear_model_finds_the_constant_analytic_kernel(tiny_conf
     matrix, _ = read_npz(out / "ntk" / "distance_matrix.npz")
     assert np.abs(matrix["distance"]).max() < 1e-14
 
-    from losslandscape.tracking.wandb_records import logged_history, logged_summary
+    from losslandscape.tracking.wandb_records import finished_run_file, logged_history, logged_summary
 
-    (records,) = (out / "wandb").glob("offline-run-*/*.wandb")
+    records = finished_run_file(out)
     logged = {key for row in logged_history(records) for key in row}
     assert {"ntk/ntk_dynamics/path", "ntk/ntk_distance_matrix/path"} <= logged
     assert logged_summary(records)["ntk/distance_to_init"] == pytest.approx(summary["ntk"]["distance_to_init"])

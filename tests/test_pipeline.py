@@ -88,8 +88,9 @@ def test_wandb_offline_run_is_written_into_the_run_directory(tiny_config):
     run_landscape(cfg)
     runs = list((Path(cfg.output_dir) / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    records = list(runs[0].glob("*.wandb"))
-    assert len(records) == 1 and records[0].stat().st_size > 1000
+    from losslandscape.tracking.wandb_records import finished_run_file
+
+    assert finished_run_file(cfg.output_dir).stat().st_size > 1000
 
 
 @pytest.mark.parametrize(
@@ -141,8 +142,9 @@ def test_bad_values_fail_before_training(tiny_config):
 def test_cli_help_lists_the_config_groups():
     result = subprocess.run([sys.executable, "run.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
+    assert "task: asymmetric_valley, figures, hessian, interpolation, landscape, mine, ntk, phase_plot, shape_statistics, spawning, taxonomy, train" in result.stdout
     for line in ["dataset: cifar10, cifar100, digits, fashion_mnist, gaussian_mixture, mnist, moons",
-                 "logger: none, wandb", "task: hessian, landscape, shape_statistics, train", "model: cnn, cnn_bn, mlp, resnet20, vgg11_bn, vgg16_bn"]:
+                 "logger: none, wandb", "mining: base, ring, template, vvv_basin, w_peak", "model: cnn, cnn_bn, mlp, resnet20, vgg11_bn, vgg16_bn"]:
         assert line in result.stdout
 
 
@@ -216,11 +218,11 @@ def test_a_line_scan_of_several_directions_draws_them_on_one_figure(tiny_config)
 
 
 def test_wandb_run_records_curves_surfaces_summary_and_artifacts(tiny_config):
-    from losslandscape.tracking.wandb_records import logged_artifacts, logged_history, logged_summary
+    from losslandscape.tracking.wandb_records import finished_run_file, logged_artifacts, logged_history, logged_summary
 
     cfg = tiny_config("logger=wandb", "logger.mode=offline", "logger.tags=[paper]")
     summary = run_landscape(cfg)
-    (record_file,) = (Path(cfg.output_dir) / "wandb").glob("offline-run-*/*.wandb")
+    record_file = finished_run_file(cfg.output_dir)
     logged = {key for row in logged_history(record_file) for key in row}
     for key in ["train/loss_step", "test/accuracy", "line/figure/_type", "line/table/_type",
                 "line/plot_train_loss_table/_type", "plane/contour/_type", "plane/surface/_type", "plane/table/_type"]:

@@ -18,13 +18,13 @@ from losslandscape.landscape.evaluator import Evaluator, parameters_of
 from losslandscape.measures.mode_connectivity import (
     CurveTraining,
     bezier_point,
-    interpolation_barrier,
     linear_point,
     midpoint,
     mode_connectivity,
     path_metrics,
     train_bezier_control,
 )
+from losslandscape.measures.interpolation import barrier
 from losslandscape.measures.similarity import l2_distance, linear_cka, parameter_norm, penultimate_features
 from losslandscape.models import MLP, ResNet20, SmallCNN
 from losslandscape.tasks.phase_plot import run_phase_plot
@@ -105,8 +105,8 @@ def test_mode_connectivity_on_known_curves():
     assert mode_connectivity(ts, [1.0, 0.2, 1.0])["mc"] == pytest.approx(0.8)
     assert mode_connectivity(ts, [2.0, 2.0, 2.0])["mc"] == 0.0  # a flat curve, e.g. between identical models
     assert mode_connectivity(ts, [1.0, float("nan"), 1.0])["mc"] == -math.inf
-    assert interpolation_barrier(ts, [1.0, 3.0, 2.0]) == pytest.approx(1.5)
-    assert interpolation_barrier(ts, [1.0, 0.5, 2.0]) == 0.0  # below the chord: the endpoints give 0
+    assert barrier(ts, [1.0, 3.0, 2.0])["barrier"] == pytest.approx(1.5)
+    assert barrier(ts, [1.0, 0.5, 2.0])["barrier"] == 0.0  # below the chord: the endpoints give 0
     with pytest.raises(ValueError, match="start at 0 and end at 1"):
         mode_connectivity([0.1, 1.0], [1.0, 1.0])
 
@@ -175,7 +175,7 @@ def test_convex_model_is_mode_connected():
     evaluator = Evaluator(model_a, x, data.train_y)
     ts = np.linspace(0, 1, 11)
     linear = path_metrics(evaluator, lambda t: linear_point(theta_a, theta_b, t), ts)[:, 0]
-    assert interpolation_barrier(ts, linear) <= 1e-12  # convexity: never above the chord
+    assert barrier(ts, linear)["barrier"] <= 1e-12  # convexity: never above the chord
     settings = CurveTraining(steps=100, lr=0.05, batch_size=64, optimizer="sgd", seed=0)
     control, _ = train_bezier_control(model_a, theta_a, theta_b, x, data.train_y, settings)
     bezier = path_metrics(evaluator, lambda t: bezier_point(theta_a, control, theta_b, t), ts)[:, 0]
@@ -264,27 +264,13 @@ def test_taxonomy_with_batch_norm_recomputes_statistics_along_the_curve(tiny_con
     assert pair["bn_mode"] == "recompute" and pair["cka_examples"] == 50 and math.isfinite(pair["mode_connectivity"])
     assert "hessian_trace" not in summary and "hessian_trace" not in summary["measures"]
 
-    from losslandscape.tracking.wandb_records import logged_history, logged_summary
+    from losslandscape.tracking.wandb_records import finished_run_file, logged_history, logged_summary
 
-    (records,) = (Path(cfg.output_dir) / "wandb").glob("offline-run-*/*.wandb")
-    wait_for_exit_record(records)
+    records = finished_run_file(cfg.output_dir)
     assert "taxonomy/mode_connectivity/_type" in {key for row in logged_history(records) for key in row}
     logged = logged_summary(records)
     assert logged["mode_connectivity"] == pytest.approx(summary["mode_connectivity"])
     assert logged["per_pair/seed0-seed1/cka"] == pytest.approx(pair["cka"])
-
-
-def wait_for_exit_record(path: Path, timeout: float = 60.0) -> None:
-    """W&B's service writes the offline ``.wandb`` file after ``run.finish()`` returns (on a loaded
-    machine it can still be a bare header then): wait until the run's exit record is in it."""
-    import time
-
-    from losslandscape.tracking.wandb_records import read_records
-
-    deadline = time.monotonic() + timeout
-    while not any(r.WhichOneof("record_type") == "exit" for r in read_records(path)):
-        assert time.monotonic() < deadline, f"{path} has no exit record after {timeout} s"
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("override, message", [("task.models=1", "task.models must be at least 2"),

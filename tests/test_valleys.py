@@ -25,6 +25,7 @@ from losslandscape.measures.sign_consistency import (
 )
 from losslandscape.tasks.asymmetric_valley import run_asymmetric_valley
 from losslandscape.tasks.interpolation import run_interpolation
+from losslandscape.tracking.wandb_records import finished_run_file
 from losslandscape.tasks.spawning import run_spawning
 from losslandscape.training import lightning
 from losslandscape.training.cache import train_or_reuse, training_config
@@ -198,25 +199,6 @@ def _recorded(tmp_path, monkeypatch, step, three):
 # ---------------------------------------------------------------- tasks
 
 
-def finished_wandb_file(out: Path, timeout: float = 30.0) -> Path:
-    """The run's offline ``.wandb`` file once W&B's service has written its exit record (it writes
-    asynchronously: on a loaded machine the file can still be short right after ``finish``)."""
-    import time
-
-    from losslandscape.tracking.wandb_records import read_records
-
-    (path,) = (out / "wandb").glob("offline-run-*/*.wandb")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if any(r.WhichOneof("record_type") == "exit" for r in read_records(path)):
-                break
-        except ValueError:  # a chunk still being written
-            pass
-        time.sleep(0.2)
-    return path
-
-
 def test_asymmetric_valley_task(tiny_config):
     cfg = tiny_config("task=asymmetric_valley", "task.ratios=[0,1]", "task.distributions=[gaussian,rademacher]",
                       "task.directions=2", "task.points=7")
@@ -287,7 +269,7 @@ def test_spawning_at_the_final_epoch_gives_identical_children(tiny_config):
         assert (out / name).stat().st_size > 0, name
     from losslandscape.tracking.wandb_records import logged_history, logged_summary
 
-    records = finished_wandb_file(out)
+    records = finished_run_file(out)
     assert logged_summary(records)["barrier/train_loss"] == pytest.approx(summary["barrier"]["train_loss"])
     logged = {key for row in logged_history(records) for key in row}
     assert {"spawning/spawning_barrier/_type", "spawning/spawning_curves/_type"} <= logged

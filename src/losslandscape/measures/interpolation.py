@@ -25,11 +25,6 @@ def path_direction(theta_a: ParamDict, theta_b: ParamDict) -> ParamDict:
     return {n: theta_b[n] - theta_a[n] for n in theta_a}
 
 
-def distance(theta_a: ParamDict, theta_b: ParamDict) -> float:
-    """Euclidean distance ``||theta_A - theta_B||`` over all parameters (float64)."""
-    return float(torch.sqrt(sum((theta_a[n].double() - theta_b[n].double()).pow(2).sum() for n in theta_a)))
-
-
 def check_end_points(ts: np.ndarray) -> tuple[int, int]:
     """Indices of ``t = 0`` and ``t = 1`` on the grid; an error if either is missing."""
     ts = np.asarray(ts, dtype=float)

@@ -80,13 +80,6 @@ def mode_connectivity(ts: Sequence[float], losses: Sequence[float]) -> dict[str,
     return {"mc": float(mc), "t_star": float(ts[index]), "endpoint_mean": float(ends), "loss_at_t_star": float(losses[index])}
 
 
-def interpolation_barrier(ts: Sequence[float], losses: Sequence[float]) -> float:
-    """``max_t L(t) - ((1-t) L(0) + t L(1))``: the height of the loss above the chord (0 for a convex loss)."""
-    ts, losses = np.asarray(ts, dtype=float), np.asarray(losses, dtype=float)
-    _check_grid(ts, losses)
-    return float(np.max(losses - ((1 - ts) * losses[0] + ts * losses[-1])))
-
-
 def _check_grid(ts: np.ndarray, losses: np.ndarray) -> None:
     if ts.ndim != 1 or len(ts) < 2 or len(ts) != len(losses):
         raise ValueError(f"need a 1D t grid and one loss per t, got {ts.shape} and {losses.shape}")

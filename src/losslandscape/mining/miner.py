@@ -94,10 +94,10 @@ class DirectionMiner:
                 cosine = dot(*directions) / (global_norm(directions[0]) * global_norm(directions[1]))
                 loss = loss + objective.orthogonality * cosine.to(loss.dtype) ** 2
                 trace["cosine"].append(float(cosine.detach()))
-            if gradient is not None:  # the curve leaves theta level: its slope g.d at 0 is pushed to 0
-                cosine = dot(gradient, directions[0]) / (global_norm(gradient) * global_norm(directions[0]))
-                loss = loss + level * cosine.to(loss.dtype) ** 2
-                trace["gradient_cosine"].append(float(cosine.detach()))
+            if gradient is not None:  # the curves leave theta level: their slopes g.d at 0 are pushed to 0
+                cosines = [dot(gradient, d) / (global_norm(gradient) * global_norm(d)) for d in directions]
+                loss = loss + level * sum(c.to(loss.dtype) ** 2 for c in cosines)
+                trace["gradient_cosine"].append(max(abs(float(c.detach())) for c in cosines))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

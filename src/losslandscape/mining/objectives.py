@@ -107,7 +107,7 @@ class WPeak(LineObjective):
     basins but leaves theta where it was trained: at the bottom of a tiny basin of its own (positive
     curvature along d) or on a tilted floor, with the curve's maximum a few grid steps beside 0
     (label ``other``; 0 of 2 runs were w-peaks in our first measurement). Three additions make theta
-    the peak, each a term of the same mining loss:
+    the peak, each a term of the same mining loss (see :func:`peak_targets`):
 
     - ``inner``: low targets at ``+-f a`` (total weight 0.5 shared equally, the basins at ``+-a`` get
       the other 0.5), so the loss falls all the way from theta to the basins;
@@ -122,17 +122,29 @@ class WPeak(LineObjective):
     def __init__(self, a: float = 0.5, inner: Sequence[float] = (0.25, 0.5), peak: float = 50.0, peak_step: float = 0.1,
                  level: float = 10.0, cap: float = 1.0, scan_margin: float = 1.5):
         _check_radius(a)
-        inner = [float(f) for f in inner]
-        if any(not 0 < f < 1 for f in inner) or not 0 < float(peak_step) < 1:
-            raise ValueError(f"w_peak inner fractions and peak_step must lie in (0, 1), got inner={inner}, peak_step={peak_step}")
-        if not (float(level) >= 0 and float(peak) >= 0):
-            raise ValueError(f"w_peak weights level and peak must be >= 0, got level={level}, peak={peak}")
-        self.level = float(level)
-        targets = [Target((s * a,), "low", 0.5 if not inner else 0.25) for s in (-1, 1)]
-        targets += [Target((s * f * a,), "low", 0.25 / len(inner)) for f in inner for s in (-1, 1)]
-        if peak > 0:
-            targets += [Target((s * peak_step * a,), "low", float(peak)) for s in (-1, 1)]
-        super().__init__(targets, cap, scan_margin)
+        self.level = _check_peak_settings(inner, peak, peak_step, level)
+        super().__init__(peak_targets([(1.0,), (-1.0,)], a, inner, peak, peak_step), cap, scan_margin)
+
+
+def peak_targets(units: list[tuple[float, ...]], a: float, inner: Sequence[float], peak: float, peak_step: float) -> list[Target]:
+    """Low targets along each unit vector (a line's two signs, a ring's sampled angles): at distance
+    ``a`` (total weight 0.5, or 1 without ``inner``), at ``f a`` for each inner fraction (total 0.5),
+    and at ``peak_step * a`` with weight ``peak`` per pair of opposite points (the curvature at 0)."""
+    share = 1.0 / len(units)
+    scaled = lambda u, r: tuple(r * c for c in u)  # noqa: E731
+    targets = [Target(scaled(u, a), "low", share * (0.5 if inner else 1.0)) for u in units]
+    targets += [Target(scaled(u, f * a), "low", share * 0.5 / len(inner)) for f in inner for u in units]
+    if peak > 0:
+        targets += [Target(scaled(u, peak_step * a), "low", 2 * share * float(peak)) for u in units]
+    return targets
+
+
+def _check_peak_settings(inner, peak, peak_step, level) -> float:
+    if any(not 0 < float(f) < 1 for f in inner) or not 0 < float(peak_step) < 1:
+        raise ValueError(f"inner fractions and peak_step must lie in (0, 1), got inner={list(inner)}, peak_step={peak_step}")
+    if not (float(level) >= 0 and float(peak) >= 0):
+        raise ValueError(f"the weights level and peak must be >= 0, got level={level}, peak={peak}")
+    return float(level)
 
 
 class VVVBasin(LineObjective):
@@ -160,8 +172,10 @@ class Template(LineObjective):
 
 
 class Ring:
-    """Two directions, low loss on the circle of radius ``a`` (``angles`` random angles per step):
-    theta becomes a local maximum of the plane, a bump inside a ring valley (the wine-bottle bottom).
+    """Two directions with low loss on the circle of radius ``a`` in every angle (``angles`` random
+    diameters per step) and theta a peak on every line through it: a bump inside a ring valley, the
+    wine-bottle bottom. ``inner``, ``peak`` and ``level`` act on every sampled line as in :class:`WPeak`
+    (without them the ring forms but theta keeps its own small basin, measured: 0 of 12 lines w-peak).
 
     ``orthogonality`` weighs the squared cosine between the two directions, which keeps the
     plane two-dimensional while both stay on their normalization constraint.
@@ -170,19 +184,22 @@ class Ring:
     num_directions = 2
     target_label = "wine-bottle"
 
-    def __init__(self, a: float = 0.5, angles: int = 4, orthogonality: float = 1.0, cap: float = 1.0, scan_margin: float = 1.5):
+    def __init__(self, a: float = 0.5, angles: int = 2, inner: Sequence[float] = (0.25, 0.5), peak: float = 50.0,
+                 peak_step: float = 0.1, level: float = 10.0, orthogonality: float = 1.0, cap: float = 1.0, scan_margin: float = 1.5):
         _check_radius(a)
         if int(angles) < 2:
             raise ValueError(f"ring mining needs at least 2 angles per step, got {angles}")
+        self.level = _check_peak_settings(inner, peak, peak_step, level)
         self.a, self.angles, self.orthogonality = float(a), int(angles), float(orthogonality)
+        self.inner, self.peak, self.peak_step = [float(f) for f in inner], float(peak), float(peak_step)
         self.cap, self.scan_margin = float(cap), float(scan_margin)
 
     def targets(self, generator: torch.Generator) -> list[Target]:
         # stratified angles: one per sector of the half circle, both ends of each diameter
         offset = float(torch.rand((), generator=generator)) * math.pi / self.angles
         phis = [offset + k * math.pi / self.angles for k in range(self.angles)]
-        weight = 1.0 / (2 * self.angles)
-        return [Target((s * self.a * math.cos(phi), s * self.a * math.sin(phi)), "low", weight) for phi in phis for s in (1, -1)]
+        units = [(s * math.cos(phi), s * math.sin(phi)) for phi in phis for s in (1, -1)]
+        return peak_targets(units, self.a, self.inner, self.peak, self.peak_step)
 
     @property
     def reach(self) -> float:
@@ -193,7 +210,8 @@ class Ring:
         return (-self.scan_margin * self.a, self.scan_margin * self.a)
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "Ring", "a": self.a, "angles": self.angles, "orthogonality": self.orthogonality,
+        return {"type": "Ring", "a": self.a, "angles": self.angles, "inner": self.inner, "peak": self.peak,
+                "peak_step": self.peak_step, "level": self.level, "orthogonality": self.orthogonality,
                 "cap": self.cap, "target_label": self.target_label}
 
 

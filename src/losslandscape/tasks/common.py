@@ -174,7 +174,8 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
 
 @dataclass
 class Checkpoints:
-    """Resolves checkpoint references (``init``, ``final``, ``epoch:N``, ``seed:S``, a path) to parameters.
+    """Resolves checkpoint references (``init``, ``final``, ``epoch:N``, ``seed:S``, ``init_seed:S``,
+    ``data_seed:S``, ``spawn:E:S``, a path) to parameters.
 
     ``seed:S`` is this config trained with seed S on the same data split, through the cache.
     """
@@ -196,9 +197,14 @@ class Checkpoints:
             return path
         if match := re.fullmatch(r"seed:(\d+)", ref):
             return self._other_seed(int(match[1])).final
+        if re.fullmatch(r"(init_seed|data_seed):\d+|spawn:\d+:\d+", ref):  # variants of this config's training
+            from .model_refs import ModelRefs
+
+            return ModelRefs(self.session, self).resolve(ref).checkpoint
         path = Path(to_absolute_path(ref))
         if not path.is_file():
-            raise ValueError(f"checkpoint reference {ref!r} is neither init, final, epoch:N, seed:S nor an existing file")
+            raise ValueError(f"checkpoint reference {ref!r} is neither init, final, epoch:N, seed:S, init_seed:S, data_seed:S, "
+                             "spawn:E:S nor an existing file")
         return path
 
     def params(self, ref: str) -> ParamDict:

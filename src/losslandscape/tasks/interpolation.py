@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from ..files import write_json
 from ..landscape.evaluator import has_batch_norm, parameters_of
 from ..landscape.scans import InterpolationScan
-from ..measures.interpolation import barriers, check_end_points, distance, path_direction
+from ..measures.interpolation import barriers, check_end_points, path_direction
+from ..measures.similarity import l2_distance
 from ..measures.sign_consistency import sign_consistency, sign_consistency_report
 from ..plots.valleys import plot_interpolation
 from .common import Checkpoints, Session, evaluators_for, run_task, trained_checkpoints
@@ -78,7 +79,7 @@ def interpolate(session: Session, refs: ModelRefs, name: str, ref_a: str, ref_b:
         "a": ref_a, "b": ref_b, "checkpoint_a": str(a.checkpoint), "checkpoint_b": str(b.checkpoint),
         "barrier": {key: value["barrier"] for key, value in found.items()},
         "end_points": {key: [value["start"], value["end"]] for key, value in found.items()},  # the two models' own loss and error
-        "ssr": ssr["overall"], "ssr_init": ssr_init, "distance": distance(theta_a, theta_b),
+        "ssr": ssr["overall"], "ssr_init": ssr_init, "distance": l2_distance(theta_a, theta_b),
         "batch_norm": has_batch_norm(model), "file": str(path),
     }
     write_json(out / folder / f"{name}.json", {**entry, "barrier_detail": found, "ssr_per_tensor": ssr["per_tensor"], "coordinates": ssr["coordinates"]})

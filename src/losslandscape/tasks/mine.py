@@ -43,6 +43,8 @@ def run_mine(cfg: DictConfig) -> dict[str, Any]:
 
 def _mine(session: Session) -> dict[str, Any]:
     cfg, m, out = session.cfg, session.cfg.mining, session.output_dir
+    if m.get("objective") is None:
+        raise ValueError("mining has no objective: choose a preset, mining=w_peak | vvv_basin | template | ring (base holds their shared settings)")
     objective = built(m.objective)  # validates the targets before training
     miner: DirectionMiner = built(m.miner)
     check_settings(m, cfg.evaluation)

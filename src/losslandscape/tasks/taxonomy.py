@@ -27,12 +27,12 @@ from ..landscape.evaluator import Evaluator, parameters_of
 from ..measures.mode_connectivity import (
     CurveTraining,
     bezier_point,
-    interpolation_barrier,
     linear_point,
     mode_connectivity,
     path_metrics,
     train_bezier_control,
 )
+from ..measures.interpolation import barrier
 from ..measures.similarity import feature_layer, l2_distance, linear_cka, parameter_norm, penultimate_features
 from ..plots.taxonomy import plot_mode_connectivity
 from ..training.cache import training_config
@@ -222,7 +222,7 @@ def pair_measures(session, model_a, model_b, path_a, path_b, name, curve: CurveT
         return {
             "mode_connectivity": mc["mc"], "t_star": mc["t_star"], "endpoint_loss": mc["endpoint_mean"],
             "linear_mode_connectivity": linear_mc["mc"], "linear_t_star": linear_mc["t_star"],
-            "linear_barrier": interpolation_barrier(ts, linear[:, 0]), "bezier_barrier": interpolation_barrier(ts, bezier[:, 0]),
+            "linear_barrier": barrier(ts, linear[:, 0])["barrier"], "bezier_barrier": barrier(ts, bezier[:, 0])["barrier"],
             "cka": linear_cka(features_a, features_b), "cka_examples": len(xs), "feature_dim": features_a.shape[1],
             "l2_distance": distance, "relative_l2_distance": distance / parameter_norm(theta_a),
             "curve_training": record, "bn_mode": evaluator.bn_mode,

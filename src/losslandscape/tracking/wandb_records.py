@@ -80,3 +80,24 @@ def logged_artifacts(path: str | Path) -> list[tuple[str, str]]:
         for record in read_records(path)
         if record.WhichOneof("record_type") == "artifact"
     ]
+
+
+def finished_run_file(run_dir: str | Path, timeout: float = 60.0) -> Path:
+    """The ``.wandb`` file of the one offline run under ``run_dir/wandb`` once it holds the run's exit record.
+
+    W&B's service writes the file asynchronously: right after ``run.finish()`` returns, on a loaded
+    machine, it can still be a bare header or end in a chunk being written.
+    """
+    import time
+
+    (path,) = (Path(run_dir) / "wandb").glob("offline-run-*/*.wandb")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if any(r.WhichOneof("record_type") == "exit" for r in read_records(path)):
+                return path
+        except ValueError:  # a chunk still being written
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} has no exit record after {timeout} s")
+        time.sleep(0.2)
