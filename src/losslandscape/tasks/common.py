@@ -148,7 +148,8 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
     def percent(value):
         return "n/a" if value is None else f"{100 * value:.2f} %"
 
-    lines = [f"== {summary['task']}: {summary.get('model', '').rsplit('.', 1)[-1]} on {summary.get('dataset')}"]
+    model = summary.get("model", "").rsplit(".", 1)[-1]
+    lines = [f"== {summary['task']}" + (f": {model} on {summary['dataset']}" if summary.get("dataset") else "")]
     if "train_accuracy" in summary:
         reused = " (reused cached checkpoints)" if summary.get("reused_checkpoints") else ""
         lines.append(f"   accuracy: train {percent(summary['train_accuracy'])}, test {percent(summary['test_accuracy'])}{reused}")

@@ -279,8 +279,10 @@ def figures_of_runs(session, objective, runs, scans, best) -> list[Path]:
     stem = f"mined{best['run']:02d}"
     if objective.num_directions == 1:
         target = f", target {objective.target_label}" if objective.target_label else ""
-        figures += plot_curves([scans[stem]], out / "mined", title=f"mined direction (run {best['run']}): {best['label']}{target}")
-        figures += plot_curves([scans[f"mined{r['run']:02d}"] for r in runs], out / "mined_runs",
+        # log scale: a mined w-peak's train loss moves by a factor of two, far below the test loss
+        figures += plot_curves([scans[stem]], out / "mined", log_scale=True,
+                               title=f"mined direction (run {best['run']}): {best['label']}{target}")
+        figures += plot_curves([scans[f"mined{r['run']:02d}"] for r in runs], out / "mined_runs", log_scale=True,
                                title=f"{len(runs)} mined directions ({split}): " + ", ".join(r["label"] for r in runs))
     else:
         figures += plot_wine_bottle(scans[f"{stem}_plane"], objective.a, out / "wine_bottle", split,
