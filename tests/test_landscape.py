@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from losslandscape.files import write_npz
 from losslandscape.landscape import scans as scans_module
 from losslandscape.landscape.evaluator import Evaluator, parameters_of
 from losslandscape.landscape.scans import LineScan, PlaneScan, ScanResult, run_scan
@@ -118,22 +119,22 @@ class CountingEvaluator(Evaluator):
         super().__init__(*args, **kwargs)
         self.evaluated, self.crash_after = 0, crash_after
 
-    def _metrics(self, params, *args):
+    def _summed(self, *args):
         if self.crash_after is not None and self.evaluated >= self.crash_after:
             raise KeyboardInterrupt("killed")
         self.evaluated += 1
-        return super()._metrics(params, *args)
+        return super()._summed(*args)
 
 
 def test_a_killed_scan_resumes_without_recomputing_and_ends_identical(linear_problem, tmp_path, monkeypatch):
     model, x, y, theta, d1, d2 = linear_problem
-    scan = PlaneScan(x_points=6, y_points=5)  # 30 points, saved in blocks of 1
+    scan = PlaneScan(x_points=6, y_points=5)  # 30 points
     clean = run_scan(scan, theta, [d1, d2], {"train": Evaluator(model, x, y)}, tmp_path / "clean.npz", progress=False)
 
     path = tmp_path / "resumed.npz"
     crashing = CountingEvaluator(model, x, y, crash_after=17)
-    with pytest.raises(KeyboardInterrupt):
-        run_scan(scan, theta, [d1, d2], {"train": crashing}, path, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # saved after every point
+        run_scan(scan, theta, [d1, d2], {"train": crashing}, path, progress=False, save_every_s=0)
     assert not path.exists() and (tmp_path / "resumed.partial.npz").exists()
 
     restarted = CountingEvaluator(model, x, y)
@@ -141,6 +142,16 @@ def test_a_killed_scan_resumes_without_recomputing_and_ends_identical(linear_pro
     assert restarted.evaluated == 30 - 17
     np.testing.assert_array_equal(resumed.values["train_loss"], clean.values["train_loss"])
     assert not (tmp_path / "resumed.partial.npz").exists()
+
+
+def test_a_fast_scan_saves_after_its_first_point_and_then_once(linear_problem, tmp_path, monkeypatch):
+    """The first point measures the pace; the rest of a scan shorter than the save interval is one block."""
+    model, x, y, theta, d1, d2 = linear_problem
+    saves = []
+    monkeypatch.setattr(scans_module, "write_npz", lambda path, arrays, meta: saves.append(arrays.get("done")) or write_npz(path, arrays, meta))
+    run_scan(PlaneScan(x_points=6, y_points=5), theta, [d1, d2], {"train": Evaluator(model, x, y)}, tmp_path / "s.npz",
+             progress=False, save_every_s=60.0)
+    assert saves == [1, 30, None]  # the partial file twice, then the result file
 
 
 def test_a_partial_file_of_other_inputs_is_not_reused(linear_problem, tmp_path):

@@ -13,9 +13,8 @@ import torch
 
 from losslandscape.files import read_npz, write_npz
 from losslandscape.landscape.evaluator import Evaluator, parameters_of
-from losslandscape.landscape.scans import PlaneScan, ScanResult, run_scan
+from losslandscape.landscape.scans import PlaneScan, ScanResult, next_block, run_scan
 from losslandscape.landscape.sharded import (
-    block_size,
     launch_sharded,
     partial_path,
     rank_fingerprint,
@@ -212,12 +211,16 @@ def test_impossible_shards_are_rejected(args):
         shard_indices(*args)
 
 
-def test_fingerprint_and_block_size_match_run_scan(tmp_path):
+def test_fingerprint_matches_run_scan_and_blocks_are_whole_vmap_batches(tmp_path):
     write_problem(tmp_path)
     scan, theta, directions, evaluators = read_problem(tmp_path)
     result = run_scan(scan, theta, directions, evaluators, tmp_path / "s.npz", progress=False)
     assert scan_fingerprint(scan, theta, directions, evaluators) == result.provenance["fingerprint"]
-    assert block_size(101 * 101, 1) == 205 and block_size(35, 3) == 3
+    # about save_every_s of work at the last block's pace, in whole batches, at least one batch
+    assert next_block(seconds=0.5, points=10, points_per_batch=1, save_every_s=5.0) == 100
+    assert next_block(seconds=1.0, points=6, points_per_batch=3, save_every_s=5.0) == 30
+    assert next_block(seconds=1.0, points=7, points_per_batch=3, save_every_s=5.0) == 33
+    assert next_block(seconds=9.0, points=3, points_per_batch=3, save_every_s=5.0) == 3
 
 
 def test_without_a_process_group_it_is_run_scan(tmp_path):

@@ -7,6 +7,7 @@ point costs one forward pass over the split and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 
@@ -32,6 +33,66 @@ def point(theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.
         name: value + sum(c * d[name] for c, d in zip(coordinates, directions))
         for name, value in theta.items()
     }
+
+
+class FlatPoints:
+    """``point`` for a whole scan: theta and the directions flattened once, a point is one ``addmv``.
+
+    Builds the same parameters as :func:`point` (up to float rounding) without a Python loop over
+    tensors and directions at every grid point: on small models that loop cost as much as the
+    forward pass (benchmarks/scan_overhead.py). Works under ``vmap`` (batched coordinates).
+    """
+
+    def __init__(self, theta: ParamDict, directions: Sequence[ParamDict]):
+        self.names = list(theta)
+        self.shapes = [theta[n].shape for n in self.names]
+        self.sizes = [theta[n].numel() for n in self.names]
+        self.theta = torch.cat([theta[n].reshape(-1) for n in self.names])
+        # (k, P) stacked then transposed: a column-major (P, k) matrix, the fast layout for addmv
+        self.matrix = torch.stack([torch.cat([d[n].reshape(-1) for n in self.names]) for d in directions]).T
+
+    def __call__(self, coordinates: torch.Tensor) -> ParamDict:
+        return self.views(torch.addmv(self.theta, self.matrix, coordinates))
+
+    def views(self, flat: torch.Tensor) -> ParamDict:
+        return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
+
+
+class MovableCopy:
+    """A private copy of a model whose parameters are views of one flat vector.
+
+    Moving it to a point writes ``theta + coordinates @ directions`` into that vector (one
+    ``addmv``) and the copy is then called like any module: no parameter dict and no
+    ``functional_call`` per point, whose bookkeeping cost as much as the forward pass of a small
+    model. Scans use it under inference mode, one point at a time (vmap needs the functional path).
+    """
+
+    def __init__(self, model: torch.nn.Module, theta: ParamDict):
+        with torch.inference_mode(False):  # a normal tensor, writable in and out of inference mode
+            self.model = copy.deepcopy(model).requires_grad_(False)
+            self.flat = torch.cat([theta[n].detach().reshape(-1) for n in theta])
+        self.names = list(theta)
+        parameters = dict(self.model.named_parameters())
+        for name, view in zip(self.names, self.flat.split([theta[n].numel() for n in theta])):
+            parameters[name].data = view.view(theta[name].shape)
+
+    def move_to(self, points: FlatPoints, coordinates: torch.Tensor) -> torch.nn.Module:
+        torch.addmv(points.theta, points.matrix, coordinates, out=self.flat)
+        return self.model
+
+
+def summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``F.cross_entropy(logits, labels, reduction="sum")`` as logsumexp minus the true logit.
+
+    The same number (to float rounding); PyTorch's CPU log_softmax is about twice as slow for the
+    few classes of a classifier, which showed on scans of small models.
+    """
+    return (torch.logsumexp(logits, dim=1) - logits.gather(1, labels[:, None]).squeeze(1)).sum()
+
+
+def has_shared_tensors(model: torch.nn.Module) -> bool:
+    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    return len({id(t) for _, t in named}) < len(named)
 
 
 def has_batch_norm(model: torch.nn.Module) -> bool:
@@ -66,11 +127,14 @@ class Evaluator:
         self.model = model.eval()
         self.bn_mode = bn_mode if has_batch_norm(model) else "eval"
         self.buffers = {name: b.detach() for name, b in model.named_buffers()}
+        # functional_call re-ties shared weights on every call (a walk over all modules); skip it where none are shared
+        self.tie_weights = has_shared_tensors(model)
         device = next(model.parameters()).device
         self.x, self.y = x.to(device), y.to(device)
         self.bn_x = None if bn_x is None else bn_x.to(device)
         self.batch_size = int(batch_size or len(x))
         self.first_layer_budget = float(first_layer_mb) * 2**20  # memory for precomputed first-layer outputs
+        self.movable: MovableCopy | None = None
         if self.batch_size < 1:
             raise ValueError(f"evaluation batch_size must be positive, got {batch_size}")
         if self.bn_mode == "train":
@@ -89,22 +153,24 @@ class Evaluator:
 
     def metrics(self, params: ParamDict) -> torch.Tensor:
         """``[mean loss, accuracy]`` over the whole split, summed batch by batch with exact weights."""
-        return self._metrics(params)
+        return self._summed(self._functional(params))
 
-    def _metrics(self, params: ParamDict, shortcut: FirstLayerShortcut | None = None, coordinates=None) -> torch.Tensor:
-        loss_sum, correct = 0.0, 0.0
+    def _functional(self, params: ParamDict, shortcut: FirstLayerShortcut | None = None):
+        """The model at ``params`` as a function of a data batch (differentiable, vmappable)."""
         buffers = self.recomputed_buffers(params) if self.bn_mode == "recompute" else self.buffers
         if shortcut is not None:  # the first layer's parameters are not needed: its output is precomputed
             params = {name: value for name, value in params.items() if name not in shortcut.param_names}
         state = {**params, **buffers}
+        return lambda xb: functional_call(self.model, state, (xb,), tie_weights=self.tie_weights)
+
+    def _summed(self, forward, shortcut: FirstLayerShortcut | None = None, coordinates=None) -> torch.Tensor:
+        """``[mean loss, accuracy]`` of ``forward`` (a module or function) over the split, batch by batch."""
+        loss_sum, correct = 0.0, 0.0
         for index, start in enumerate(range(0, len(self.y), self.batch_size)):
             xb, yb = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
-            if shortcut is None:
-                logits = functional_call(self.model, state, (xb,))
-            else:
-                with shortcut.replaced(index, coordinates):
-                    logits = functional_call(self.model, state, (xb,))
-            loss_sum = loss_sum + F.cross_entropy(logits, yb, reduction="sum")
+            with shortcut.replaced(index, coordinates) if shortcut is not None else contextlib.nullcontext():
+                logits = forward(xb)
+            loss_sum = loss_sum + summed_cross_entropy(logits, yb)
             correct = correct + (logits.argmax(dim=1) == yb).sum().to(logits.dtype)
         return torch.stack([loss_sum, correct]) / len(self.y)
 
@@ -146,13 +212,29 @@ class Evaluator:
         (one wide forward pass instead of several narrow ones; it pays off for small models on GPUs).
         """
         coordinates = coordinates.to(device=self.x.device, dtype=next(iter(theta.values())).dtype)
-        shortcut = None
-        if self.first_layer_budget > 0 and self.bn_mode != "recompute":
-            shortcut = FirstLayerShortcut.build(self.model, self.x, self.batch_size, theta, directions, self.first_layer_budget)
+        points = FlatPoints(theta, directions)
+        if points_per_batch <= 1 and self.bn_mode != "recompute" and not self.tie_weights:
+            # one point at a time: move a private copy of the model (the fast path of every default scan)
+            with torch.inference_mode():
+                movable = self._movable_copy(theta)
+                shortcut = self._shortcut(movable.model, theta, directions)
+                return torch.stack([self._summed(movable.move_to(points, c), shortcut, c) for c in coordinates])
+        shortcut = self._shortcut(self.model, theta, directions)
 
         def at(c: torch.Tensor) -> torch.Tensor:
-            return self._metrics(point(theta, directions, c), shortcut, c)
+            return self._summed(self._functional(points(c), shortcut), shortcut, c)
 
         if points_per_batch <= 1 or self.bn_mode == "recompute":  # re-estimation updates buffers in place: no vmap
             return torch.stack([at(c) for c in coordinates])
         return torch.cat([vmap(at)(chunk) for chunk in coordinates.split(points_per_batch)])
+
+    def _movable_copy(self, theta: ParamDict) -> MovableCopy:
+        """The private copy, made once per evaluator (a scan of many blocks reuses it)."""
+        if self.movable is None or self.movable.names != list(theta):
+            self.movable = MovableCopy(self.model, theta)
+        return self.movable
+
+    def _shortcut(self, model: torch.nn.Module, theta: ParamDict, directions: Sequence[ParamDict]) -> FirstLayerShortcut | None:
+        if self.first_layer_budget <= 0 or self.bn_mode == "recompute":
+            return None
+        return FirstLayerShortcut.build(model, self.x, self.batch_size, theta, directions, self.first_layer_budget)

@@ -76,12 +76,14 @@ class FirstLayerShortcut:
         self.model, self.name = model, name
         self.layer = dict(model.named_modules())[name]
         self.param_names = {f"{name}.{p}" for p, _ in self.layer.named_parameters()}
-        self.base, self.parts = [], []
+        self.stand_in = _Output(None)
+        self.base, self.parts = [], []  # per batch: output at theta, flat; (size, k) outputs of the directions
         with torch.no_grad():
             for xb in batches:
                 layer_input = self._input_of_layer(xb, theta)
                 self.base.append(self._apply(layer_input, theta))
-                self.parts.append(torch.stack([self._apply(layer_input, d) for d in directions]))
+                # stacked (k, size) then transposed: the column-major layout addmv reads fastest
+                self.parts.append(torch.stack([self._apply(layer_input, d).reshape(-1) for d in directions]).T)
 
     @classmethod
     def build(cls, model, x, batch_size, theta, directions, budget_bytes: float) -> "FirstLayerShortcut | None":
@@ -128,11 +130,11 @@ class FirstLayerShortcut:
     @contextmanager
     def replaced(self, batch_index: int, coordinates: torch.Tensor) -> Iterator[None]:
         """Within the block the first layer returns its output at ``theta + coordinates @ directions``."""
-        parts = self.parts[batch_index]
-        output = self.base[batch_index] + torch.tensordot(coordinates.to(parts.dtype), parts, dims=1)
+        base, parts = self.base[batch_index], self.parts[batch_index]
+        self.stand_in.output = torch.addmv(base.reshape(-1), parts, coordinates.to(parts.dtype)).view(base.shape)
         parent_name, _, child = self.name.rpartition(".")
         parent = self.model.get_submodule(parent_name) if parent_name else self.model
-        setattr(parent, child, _Output(output))
+        setattr(parent, child, self.stand_in)
         try:
             yield
         finally:

@@ -6,6 +6,7 @@ A scan is a set of coordinate vectors ``a`` (one entry per direction); the runne
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -192,9 +193,52 @@ class ScanResult:
         return float(self.values[key][index if len(index) > 1 else index[0]])
 
 
-def block_size(num_points: int, points_per_batch: int) -> int:
-    """Points evaluated between two partial-file saves: about 50 saves per scan, whole vmap chunks."""
-    return max(points_per_batch, -(-num_points // 50))
+# A scan saves its partial file about this often: a killed scan loses at most that much work,
+# and a fast scan is not slowed by saving after every few points.
+SAVE_EVERY_S = 5.0
+
+
+def next_block(seconds: float, points: int, points_per_batch: int, save_every_s: float) -> int:
+    """Points in the next block: about ``save_every_s`` of work at the pace of the last block, in
+    whole vmap batches (every block then starts on a multiple of ``points_per_batch``)."""
+    batches = int(save_every_s / max(seconds, 1e-9) * points / points_per_batch)
+    return points_per_batch * max(1, batches)
+
+
+def evaluate_in_blocks(
+    coordinates: torch.Tensor,
+    theta: ParamDict,
+    directions: Sequence[ParamDict],
+    evaluators: dict[str, Evaluator],
+    partial: Path,
+    fingerprint: str,
+    points_per_batch: int,
+    bar: tqdm,
+    save_every_s: float = SAVE_EVERY_S,
+) -> np.ndarray:
+    """``(points, splits, metrics)`` values at ``coordinates``, resumed from and saved to ``partial``.
+
+    The first block is one vmap batch, which measures the pace; each later block is sized to take
+    about ``save_every_s``, and the partial file is rewritten after every block.
+    """
+    splits = list(evaluators)
+    values, done = _resume(partial, fingerprint, (len(coordinates), len(splits), len(METRICS)))
+    bar.reset(total=len(coordinates))
+    bar.update(done)
+    block = points_per_batch
+    with torch.inference_mode():
+        while done < len(coordinates):
+            started = time.perf_counter()
+            chunk = coordinates[done : done + block]
+            for s, split in enumerate(splits):
+                values[done : done + len(chunk), s] = (
+                    evaluators[split].metrics_at(theta, directions, chunk, points_per_batch).double().cpu().numpy()
+                )
+            done += len(chunk)
+            write_npz(partial, {"values": values, "done": done}, {"fingerprint": fingerprint})
+            bar.update(len(chunk))
+            block = next_block(time.perf_counter() - started, len(chunk), points_per_batch, save_every_s)
+    return values
 
 
 def scan_fingerprint(scan: Any, theta: ParamDict, directions: Sequence[ParamDict], evaluators: dict[str, Evaluator]) -> str:
@@ -225,33 +269,24 @@ def run_scan(
     provenance: dict[str, Any] | None = None,
     points_per_batch: int = 1,
     progress: bool = True,
+    save_every_s: float = SAVE_EVERY_S,
 ) -> ScanResult:
     """Evaluate ``scan`` and save it to ``path``, resuming from ``path.partial.npz`` if present.
 
     The partial file carries a fingerprint of everything that determines the numbers (scan,
     theta, directions, splits); a restart with the same inputs continues after the last saved
-    block and recomputes nothing, a restart with other inputs starts over.
+    block and recomputes nothing, a restart with other inputs starts over. It is saved about
+    every ``save_every_s`` seconds (0: after every vmap batch).
     """
     if len(directions) != scan.num_directions:
         raise ValueError(f"{scan.kind} scan needs {scan.num_directions} direction(s), got {len(directions)}")
     path = Path(path)
     partial = partial_path(path)
-    coordinates = scan.coordinates()
     splits = list(evaluators)
     fingerprint = scan_fingerprint(scan, theta, directions, evaluators)
-    values, done = _resume(partial, fingerprint, (len(coordinates), len(splits), len(METRICS)))
-    block = block_size(len(coordinates), points_per_batch)
-    bar = tqdm(total=len(coordinates), initial=done, desc=f"scan {scan.name}", disable=not progress, leave=False)
-    with torch.inference_mode():
-        for start in range(done, len(coordinates), block):
-            chunk = coordinates[start : start + block]
-            for s, split in enumerate(splits):
-                values[start : start + len(chunk), s] = (
-                    evaluators[split].metrics_at(theta, directions, chunk, points_per_batch).double().cpu().numpy()
-                )
-            done = start + len(chunk)
-            write_npz(partial, {"values": values, "done": done}, {"fingerprint": fingerprint})
-            bar.update(len(chunk))
+    bar = tqdm(desc=f"scan {scan.name}", disable=not progress, leave=False)
+    values = evaluate_in_blocks(scan.coordinates(), theta, directions, evaluators, partial, fingerprint,
+                                points_per_batch, bar, save_every_s)
     bar.close()
     grids = {
         f"{split}_{metric}": values[:, s, m].reshape(scan.grid_shape)

@@ -7,9 +7,9 @@ provenance keys and values, and on CPU bit-identical numbers (tested in ``tests/
 
 Why bit-identical: a grid point's numbers depend only on the batch of points it is evaluated
 with (``points_per_batch > 1`` batches points through ``vmap``, whose kernels may round
-differently for another batch size). Shards are therefore cut on ``run_scan``'s block boundaries
-whenever points are batched, so every ``metrics_at`` call receives exactly the points it receives
-in ``run_scan``; with one point at a time any cut is exact. Assumed: the same machine, the same
+differently for another batch size). ``run_scan`` evaluates whole batches counted from the grid's
+first point, and shards are cut on the same batch boundaries, so every point is evaluated in
+exactly the batch it gets in ``run_scan``; with one point at a time any cut is exact. Assumed: the same machine, the same
 ``torch`` and the same number of intra-op threads (BLAS kernels may split sums by thread count).
 
 The final file is written by ``run_scan`` itself: rank 0 stores the gathered values as
@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..files import stable_hash, write_npz
 from .evaluator import Evaluator, ParamDict
-from .scans import METRICS, LineScan, PlaneScan, RingScan, ScanResult, _resume, block_size, partial_path, run_scan, scan_fingerprint
+from .scans import SAVE_EVERY_S, LineScan, PlaneScan, RingScan, ScanResult, evaluate_in_blocks, partial_path, run_scan, scan_fingerprint
 
 Scan = LineScan | PlaneScan | RingScan
 
@@ -48,7 +48,7 @@ def shard_indices(num_points: int, rank: int, world_size: int, unit: int = 1) ->
     which can put a short share next to a long one: 20 and 15 points for 35 in units of 4).
     Contiguous rather than strided because a share of a row-major grid is then one slice: the
     gather is a concatenation, resuming needs one "done" counter (as in ``run_scan``), and a share
-    starts on a block boundary of ``run_scan`` when ``unit`` is its block size. Every grid point
+    starts on a vmap batch boundary of ``run_scan`` when ``unit`` is its batch of points. Every grid point
     costs the same (one pass over the split), so striding would not balance anything better.
     A rank beyond the number of units gets an empty share.
     """
@@ -78,6 +78,7 @@ def run_sharded_scan(
     provenance: dict[str, Any] | None = None,
     points_per_batch: int = 1,
     progress: bool = True,
+    save_every_s: float = SAVE_EVERY_S,
 ) -> ScanResult:
     """``run_scan`` with the grid shared out over the initialized process group.
 
@@ -90,7 +91,7 @@ def run_sharded_scan(
     Without a process group, or with one rank, this is ``run_scan``.
     """
     if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
-        return run_scan(scan, theta, directions, evaluators, path, provenance, points_per_batch, progress)
+        return run_scan(scan, theta, directions, evaluators, path, provenance, points_per_batch, progress, save_every_s)
     if len(directions) != scan.num_directions:
         raise ValueError(f"{scan.kind} scan needs {scan.num_directions} direction(s), got {len(directions)}")
     rank, world_size = dist.get_rank(), dist.get_world_size()
@@ -98,14 +99,12 @@ def run_sharded_scan(
     _check_same_inputs(fingerprint)
 
     coordinates = scan.coordinates()
-    block = block_size(len(coordinates), points_per_batch)
-    # batched points: cut on run_scan's blocks so every vmap batch is the one run_scan evaluates
-    unit = block if points_per_batch > 1 else 1
+    unit = points_per_batch  # whole vmap batches, as run_scan evaluates them
     shard = shard_indices(len(coordinates), rank, world_size, unit)
     partial = partial_path(path, rank)
     bar = tqdm(desc=f"scan {scan.name} (rank 0 of {world_size})", disable=not progress or rank != 0, leave=False)
-    mine = _evaluate_share(coordinates[shard], block, theta, directions, evaluators, partial,
-                           rank_fingerprint(fingerprint, rank, world_size, shard), points_per_batch, bar)
+    mine = evaluate_in_blocks(coordinates[shard], theta, directions, evaluators, partial,
+                              rank_fingerprint(fingerprint, rank, world_size, shard), points_per_batch, bar, save_every_s)
     bar.close()
     values = _gather_shares(mine, len(coordinates), unit)
     result = _save_on_rank0(values, scan, theta, directions, evaluators, path, provenance, fingerprint)
@@ -122,34 +121,6 @@ def _check_same_inputs(fingerprint: str) -> None:
             f"run_sharded_scan needs the same scan, theta, directions and splits on every rank, "
             f"but their fingerprints differ by rank: {prints}; build the inputs from the same files or seeds"
         )
-
-
-def _evaluate_share(
-    coordinates: torch.Tensor,
-    block: int,
-    theta: ParamDict,
-    directions: Sequence[ParamDict],
-    evaluators: dict[str, Evaluator],
-    partial: Path,
-    fingerprint: str,
-    points_per_batch: int,
-    bar: tqdm,
-) -> np.ndarray:
-    """``(n, splits, 2)`` metrics of this rank's points, block by block as in ``run_scan``, saved after each block."""
-    splits = list(evaluators)
-    values, done = _resume(partial, fingerprint, (len(coordinates), len(splits), len(METRICS)))
-    bar.reset(total=len(coordinates))
-    bar.update(done)
-    with torch.inference_mode():
-        for start in range(done, len(coordinates), block):
-            chunk = coordinates[start : start + block]
-            for s, split in enumerate(splits):
-                values[start : start + len(chunk), s] = (
-                    evaluators[split].metrics_at(theta, directions, chunk, points_per_batch).double().cpu().numpy()
-                )
-            write_npz(partial, {"values": values, "done": start + len(chunk)}, {"fingerprint": fingerprint})
-            bar.update(len(chunk))
-    return values
 
 
 def _gather_shares(mine: np.ndarray, num_points: int, unit: int) -> np.ndarray:
