@@ -144,14 +144,15 @@ def test_a_killed_scan_resumes_without_recomputing_and_ends_identical(linear_pro
     assert not (tmp_path / "resumed.partial.npz").exists()
 
 
-def test_a_fast_scan_saves_after_its_first_point_and_then_once(linear_problem, tmp_path, monkeypatch):
-    """The first point measures the pace; the rest of a scan shorter than the save interval is one block."""
+def test_a_scan_saves_its_partial_file_by_time(linear_problem, tmp_path, monkeypatch):
+    """Every block when the interval is 0 (except the last: the result follows), never within a short scan."""
     model, x, y, theta, d1, d2 = linear_problem
-    saves = []
-    monkeypatch.setattr(scans_module, "write_npz", lambda path, arrays, meta: saves.append(arrays.get("done")) or write_npz(path, arrays, meta))
-    run_scan(PlaneScan(x_points=6, y_points=5), theta, [d1, d2], {"train": Evaluator(model, x, y)}, tmp_path / "s.npz",
-             progress=False, save_every_s=60.0)
-    assert saves == [1, 30, None]  # the partial file twice, then the result file
+    for interval, expected in ((0.0, list(range(1, 30))), (60.0, [])):
+        saves = []
+        monkeypatch.setattr(scans_module, "write_npz", lambda path, arrays, meta: saves.append(arrays.get("done")) or write_npz(path, arrays, meta))
+        run_scan(PlaneScan(x_points=6, y_points=5), theta, [d1, d2], {"train": Evaluator(model, x, y)}, tmp_path / "s.npz",
+                 progress=False, save_every_s=interval)
+        assert saves == [*expected, None]  # then the result file
 
 
 def test_a_partial_file_of_other_inputs_is_not_reused(linear_problem, tmp_path):

@@ -135,6 +135,7 @@ class Evaluator:
         self.batch_size = int(batch_size or len(x))
         self.first_layer_budget = float(first_layer_mb) * 2**20  # memory for precomputed first-layer outputs
         self.movable: MovableCopy | None = None
+        self.shortcut_cache: tuple | None = None
         if self.batch_size < 1:
             raise ValueError(f"evaluation batch_size must be positive, got {batch_size}")
         if self.bn_mode == "train":
@@ -235,6 +236,12 @@ class Evaluator:
         return self.movable
 
     def _shortcut(self, model: torch.nn.Module, theta: ParamDict, directions: Sequence[ParamDict]) -> FirstLayerShortcut | None:
+        """The first-layer shortcut, reused while the same model, theta and direction objects come back
+        (a scan calls metrics_at once per block; scans do not change their tensors in place)."""
         if self.first_layer_budget <= 0 or self.bn_mode == "recompute":
             return None
-        return FirstLayerShortcut.build(model, self.x, self.batch_size, theta, directions, self.first_layer_budget)
+        key = (id(model), id(theta), *map(id, directions))
+        if self.shortcut_cache is None or self.shortcut_cache[0] != key:
+            shortcut = FirstLayerShortcut.build(model, self.x, self.batch_size, theta, directions, self.first_layer_budget)
+            self.shortcut_cache = (key, shortcut, (theta, list(directions)))  # the objects kept alive: their ids stay theirs
+        return self.shortcut_cache[1]

@@ -193,8 +193,8 @@ class ScanResult:
         return float(self.values[key][index if len(index) > 1 else index[0]])
 
 
-# A scan saves its partial file about this often: a killed scan loses at most that much work,
-# and a fast scan is not slowed by saving after every few points.
+# A scan saves its partial file about this often: a killed scan loses about that much work at most,
+# and a fast scan is not slowed down by saving after every few points.
 SAVE_EVERY_S = 5.0
 
 
@@ -219,13 +219,14 @@ def evaluate_in_blocks(
     """``(points, splits, metrics)`` values at ``coordinates``, resumed from and saved to ``partial``.
 
     The first block is one vmap batch, which measures the pace; each later block is sized to take
-    about ``save_every_s``, and the partial file is rewritten after every block.
+    about ``save_every_s``. The partial file is rewritten after a block when ``save_every_s`` have
+    passed since the last save, never after the last block (the caller saves the result).
     """
     splits = list(evaluators)
     values, done = _resume(partial, fingerprint, (len(coordinates), len(splits), len(METRICS)))
     bar.reset(total=len(coordinates))
     bar.update(done)
-    block = points_per_batch
+    block, saved = points_per_batch, time.perf_counter()
     with torch.inference_mode():
         while done < len(coordinates):
             started = time.perf_counter()
@@ -235,9 +236,12 @@ def evaluate_in_blocks(
                     evaluators[split].metrics_at(theta, directions, chunk, points_per_batch).double().cpu().numpy()
                 )
             done += len(chunk)
-            write_npz(partial, {"values": values, "done": done}, {"fingerprint": fingerprint})
             bar.update(len(chunk))
-            block = next_block(time.perf_counter() - started, len(chunk), points_per_batch, save_every_s)
+            finished = time.perf_counter()
+            if done < len(coordinates) and finished - saved >= save_every_s:
+                write_npz(partial, {"values": values, "done": done}, {"fingerprint": fingerprint})
+                saved = finished
+            block = next_block(finished - started, len(chunk), points_per_batch, save_every_s)
     return values
 
 
