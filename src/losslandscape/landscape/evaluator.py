@@ -169,8 +169,9 @@ class Evaluator:
         loss_sum, correct = 0.0, 0.0
         for index, start in enumerate(range(0, len(self.y), self.batch_size)):
             xb, yb = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
-            with shortcut.replaced(index, coordinates) if shortcut is not None else contextlib.nullcontext():
-                logits = forward(xb)
+            if shortcut is not None:
+                shortcut.set_output(index, coordinates)
+            logits = forward(xb)
             loss_sum = loss_sum + summed_cross_entropy(logits, yb)
             correct = correct + (logits.argmax(dim=1) == yb).sum().to(logits.dtype)
         return torch.stack([loss_sum, correct]) / len(self.y)
@@ -219,15 +220,17 @@ class Evaluator:
             with torch.inference_mode():
                 movable = self._movable_copy(theta)
                 shortcut = self._shortcut(movable.model, theta, directions)
-                return torch.stack([self._summed(movable.move_to(points, c), shortcut, c) for c in coordinates])
+                with shortcut.installed() if shortcut else contextlib.nullcontext():
+                    return torch.stack([self._summed(movable.move_to(points, c), shortcut, c) for c in coordinates])
         shortcut = self._shortcut(self.model, theta, directions)
 
         def at(c: torch.Tensor) -> torch.Tensor:
             return self._summed(self._functional(points(c), shortcut), shortcut, c)
 
-        if points_per_batch <= 1 or self.bn_mode == "recompute":  # re-estimation updates buffers in place: no vmap
-            return torch.stack([at(c) for c in coordinates])
-        return torch.cat([vmap(at)(chunk) for chunk in coordinates.split(points_per_batch)])
+        with shortcut.installed() if shortcut else contextlib.nullcontext():
+            if points_per_batch <= 1 or self.bn_mode == "recompute":  # re-estimation updates buffers in place: no vmap
+                return torch.stack([at(c) for c in coordinates])
+            return torch.cat([vmap(at)(chunk) for chunk in coordinates.split(points_per_batch)])
 
     def _movable_copy(self, theta: ParamDict) -> MovableCopy:
         """The private copy, made once per evaluator (a scan of many blocks reuses it)."""

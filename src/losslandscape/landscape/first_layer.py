@@ -128,10 +128,8 @@ class FirstLayerShortcut:
         return functional_call(self.layer, local, (layer_input,))
 
     @contextmanager
-    def replaced(self, batch_index: int, coordinates: torch.Tensor) -> Iterator[None]:
-        """Within the block the first layer returns its output at ``theta + coordinates @ directions``."""
-        base, parts = self.base[batch_index], self.parts[batch_index]
-        self.stand_in.output = torch.addmv(base.reshape(-1), parts, coordinates.to(parts.dtype)).view(base.shape)
+    def installed(self) -> Iterator[None]:
+        """Within the block the first layer returns the output last set by :meth:`set_output`."""
         parent_name, _, child = self.name.rpartition(".")
         parent = self.model.get_submodule(parent_name) if parent_name else self.model
         setattr(parent, child, self.stand_in)
@@ -139,3 +137,8 @@ class FirstLayerShortcut:
             yield
         finally:
             setattr(parent, child, self.layer)
+
+    def set_output(self, batch_index: int, coordinates: torch.Tensor) -> None:
+        """The first layer's output on data batch ``batch_index`` at ``theta + coordinates @ directions``."""
+        base, parts = self.base[batch_index], self.parts[batch_index]
+        self.stand_in.output = torch.addmv(base.reshape(-1), parts, coordinates.to(parts.dtype)).view(base.shape)
