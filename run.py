@@ -5,12 +5,15 @@ import torch
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
+from losslandscape.allocator import keep_freed_memory
+
 # `${gpu_slots:}`: how many jobs the local parallel launcher runs at once (one per GPU)
 OmegaConf.register_new_resolver("gpu_slots", lambda: max(torch.cuda.device_count(), 1), replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    keep_freed_memory()  # CPU scans: no page faults for the same activations at every grid point
     get_method(cfg.task._target_)(cfg)
 
 

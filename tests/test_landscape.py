@@ -1,5 +1,8 @@
 """The evaluator and the scans against independent truth: numpy losses of a linear model, the model itself."""
 
+import platform
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -274,3 +277,9 @@ def test_first_layer_shortcut_is_skipped_when_a_parametrized_module_comes_first(
 
     model = torch.nn.Sequential(torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).eval()
     assert first_layer(model, torch.randn(2, 4)) is None
+
+
+def test_the_allocator_setting_applies_exactly_where_glibc_is():
+    from losslandscape.allocator import keep_freed_memory
+
+    assert keep_freed_memory() is (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
