@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from losslandscape.files import write_npz
 from losslandscape.landscape import scans as scans_module
-from losslandscape.landscape.evaluator import Evaluator, parameters_of
+from losslandscape.landscape.evaluator import Evaluator, parameters_of, point
 from losslandscape.landscape.scans import LineScan, PlaneScan, ScanResult, run_scan
 from losslandscape.models.cnn import SmallCNN
 
@@ -93,6 +93,35 @@ def test_vmap_batches_of_points_equal_the_plain_loop(tmp_path):
         loop = evaluator.metrics_at(theta, d, coordinates, points_per_batch=1)
         batched = evaluator.metrics_at(theta, d, coordinates, points_per_batch=5)
     torch.testing.assert_close(batched, loop, rtol=1e-5, atol=1e-6)
+
+
+def tied_mlp() -> torch.nn.Module:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    model[3].weight = model[1].weight  # one tensor under two names: theta has it once
+    return model
+
+
+@pytest.mark.parametrize("make_model, bn_mode", [
+    (lambda: SmallCNN((1, 8, 8), 10, batch_norm=True), "eval"),
+    (lambda: SmallCNN((1, 8, 8), 10, batch_norm=True), "train"),
+    (tied_mlp, "eval"),
+])
+def test_scans_move_a_private_copy_to_the_numbers_of_the_functional_definition(make_model, bn_mode):
+    """metrics_at (one point at a time: a moved private copy, or functional_call where weights are
+    tied) equals metrics() at point(theta, d, c), and leaves the caller's model as it was."""
+    torch.manual_seed(5)
+    model = make_model().eval()
+    x, y = torch.randn(30, 1, 8, 8), torch.randint(0, 10, (30,))
+    theta = parameters_of(model)
+    d = [{n: torch.randn_like(t) * 0.2 for n, t in theta.items()} for _ in range(2)]
+    coordinates = PlaneScan(x_points=3, y_points=2).coordinates().float()
+    evaluator = Evaluator(model, x, y, batch_size=8, bn_mode=bn_mode, first_layer_mb=64)
+    got = evaluator.metrics_at(theta, d, coordinates)
+    with torch.no_grad():
+        expected = torch.stack([evaluator.metrics(point(theta, d, c)) for c in coordinates])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert (evaluator.movable is None) == (make_model is tied_mlp)
+    assert all(torch.equal(p, theta[n]) for n, p in model.named_parameters())
 
 
 def test_evaluator_weights_uneven_batches_exactly(linear_problem):

@@ -241,8 +241,8 @@ class Evaluator:
     def _shortcut(self, model: torch.nn.Module, theta: ParamDict, directions: Sequence[ParamDict]) -> FirstLayerShortcut | None:
         """The first-layer shortcut, reused while the same model, theta and direction objects come back
         (a scan calls metrics_at once per block; scans do not change their tensors in place)."""
-        if self.first_layer_budget <= 0 or self.bn_mode == "recompute":
-            return None
+        if self.first_layer_budget <= 0 or self.bn_mode == "recompute" or self.tie_weights:
+            return None  # (tied weights: the first layer's might be used again later, at the moved point)
         key = (id(model), id(theta), *map(id, directions))
         if self.shortcut_cache is None or self.shortcut_cache[0] != key:
             shortcut = FirstLayerShortcut.build(model, self.x, self.batch_size, theta, directions, self.first_layer_budget)
