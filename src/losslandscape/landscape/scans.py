@@ -224,8 +224,7 @@ def evaluate_in_blocks(
     """
     splits = list(evaluators)
     values, done = _resume(partial, fingerprint, (len(coordinates), len(splits), len(METRICS)))
-    bar.reset(total=len(coordinates))
-    bar.update(done)
+    bar.update(done)  # the bar's total is len(coordinates)
     block, saved = points_per_batch, time.perf_counter()
     with torch.inference_mode():
         while done < len(coordinates):
@@ -288,8 +287,9 @@ def run_scan(
     partial = partial_path(path)
     splits = list(evaluators)
     fingerprint = scan_fingerprint(scan, theta, directions, evaluators)
-    bar = tqdm(desc=f"scan {scan.name}", disable=not progress, leave=False)
-    values = evaluate_in_blocks(scan.coordinates(), theta, directions, evaluators, partial, fingerprint,
+    coordinates = scan.coordinates()
+    bar = tqdm(total=len(coordinates), desc=f"scan {scan.name}", disable=not progress, leave=False)
+    values = evaluate_in_blocks(coordinates, theta, directions, evaluators, partial, fingerprint,
                                 points_per_batch, bar, save_every_s)
     bar.close()
     grids = {

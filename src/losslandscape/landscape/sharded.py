@@ -102,7 +102,7 @@ def run_sharded_scan(
     unit = points_per_batch  # whole vmap batches, as run_scan evaluates them
     shard = shard_indices(len(coordinates), rank, world_size, unit)
     partial = partial_path(path, rank)
-    bar = tqdm(desc=f"scan {scan.name} (rank 0 of {world_size})", disable=not progress or rank != 0, leave=False)
+    bar = tqdm(total=shard.stop - shard.start, desc=f"scan {scan.name} (rank 0 of {world_size})", disable=not progress or rank != 0, leave=False)
     mine = evaluate_in_blocks(coordinates[shard], theta, directions, evaluators, partial,
                               rank_fingerprint(fingerprint, rank, world_size, shard), points_per_batch, bar, save_every_s)
     bar.close()
