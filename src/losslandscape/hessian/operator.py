@@ -150,6 +150,7 @@ class HessianOperator(LinearOperator):
         self.frozen = {n: v for n, v in self.theta.items() if n not in set(self.names)}
         first = self.theta[self.names[0]]
         self.dim, self.dtype, self.device = self.layout.dim, first.dtype, first.device
+        self.gradient_graph: tuple | None = None  # built by the first product when there is one term
 
     @classmethod
     def from_evaluator(
@@ -195,19 +196,30 @@ class HessianOperator(LinearOperator):
         primal = {n: self.theta[n] for n in self.names}
         if self.mode == "forward":
             return jvp(grad(lambda sub: term({**self.frozen, **sub})), (primal,), (tangent,))[1]
-        return _double_backward_hvp(term, self.frozen, primal, tangent)
+        if len(self.terms) == 1:
+            # one term (the split fits one batch): its gradient graph is built once and differentiated
+            # again for every product, PyHessian's trick, half the work of a product; it holds the
+            # memory of one graph for the operator's life, as every product holds it meanwhile
+            if self.gradient_graph is None:
+                self.gradient_graph = _gradient_graph(term, self.frozen, primal)
+            return _differentiate(*self.gradient_graph, tangent, retain_graph=True)
+        return _differentiate(*_gradient_graph(term, self.frozen, primal), tangent)
 
 
-def _double_backward_hvp(term: LossFn, frozen: ParamDict, primal: ParamDict, tangent: ParamDict) -> ParamDict:
-    """``d/dtheta <grad L(theta), v>``; parameters the loss (or its gradient) ignores get zeros."""
+def _gradient_graph(term: LossFn, frozen: ParamDict, primal: ParamDict) -> tuple[ParamDict, tuple]:
+    """Leaves at ``primal`` and the gradient of ``term`` at them, with its graph (for double backward)."""
     leaves = {n: p.detach().requires_grad_() for n, p in primal.items()}
     loss = term({**frozen, **leaves})
-    grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True, allow_unused=True)
+    return leaves, torch.autograd.grad(loss, list(leaves.values()), create_graph=True, allow_unused=True)
+
+
+def _differentiate(leaves: ParamDict, grads: tuple, tangent: ParamDict, retain_graph: bool = False) -> ParamDict:
+    """``d/dtheta <grad L(theta), v>``; parameters the loss (or its gradient) ignores get zeros."""
     terms = [(g * tangent[n]).sum() for n, g in zip(leaves, grads) if g is not None and g.requires_grad]
     if not terms:  # the gradient does not depend on the parameters: H = 0 (e.g. a linear loss)
-        return {n: torch.zeros_like(p) for n, p in primal.items()}
-    products = torch.autograd.grad(sum(terms), list(leaves.values()), allow_unused=True)
-    return {n: torch.zeros_like(primal[n]) if h is None else h for n, h in zip(leaves, products)}
+        return {n: torch.zeros_like(p) for n, p in leaves.items()}
+    products = torch.autograd.grad(sum(terms), list(leaves.values()), retain_graph=retain_graph, allow_unused=True)
+    return {n: torch.zeros_like(leaves[n]) if h is None else h for n, h in zip(leaves, products)}
 
 
 def _check_names(theta: ParamDict, names: Sequence[str] | None) -> tuple[str, ...]:
