@@ -29,10 +29,10 @@ model to the eigenvalues, one round running every seed (so that times and HVP co
 the same runs): PyHessian's constructor (one forward + backward with ``create_graph``) included,
 our operator construction included; the time ratio is the median of per-round ratios.
 
-Why the time ratio is worse than the HVP ratio: a PyHessian HVP reuses the gradient graph built
-once in its constructor (one extra backward per product), ours recomputes forward, gradient and
-double backward for every product (so that arbitrarily large splits fit in memory, batch by
-batch). The table "cost of one HVP" measures this directly.
+Cost of one product: PyHessian builds the gradient graph once in its constructor and
+differentiates it again for every product; so does our operator when the split is one evaluation
+batch (the default for these splits; with several batches it rebuilds one batch's graph at a time
+so that any split fits in memory). The table "cost of one HVP" measures it.
 
 For information only: our ``power_iteration_eigenpairs`` (PyHessian's algorithm on our operator)
 on the same grid (MLP only), to show that the saving comes from the algorithm.
