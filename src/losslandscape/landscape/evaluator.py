@@ -52,9 +52,7 @@ class FlatPoints:
         self.matrix = torch.stack([torch.cat([d[n].reshape(-1) for n in self.names]) for d in directions]).T
 
     def __call__(self, coordinates: torch.Tensor) -> ParamDict:
-        return self.views(torch.addmv(self.theta, self.matrix, coordinates))
-
-    def views(self, flat: torch.Tensor) -> ParamDict:
+        flat = torch.addmv(self.theta, self.matrix, coordinates)
         return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
 
 
