@@ -164,15 +164,15 @@ class Evaluator:
 
     def _summed(self, forward, shortcut: FirstLayerShortcut | None = None, coordinates=None) -> torch.Tensor:
         """``[mean loss, accuracy]`` of ``forward`` (a module or function) over the split, batch by batch."""
-        loss_sum, correct = 0.0, 0.0
+        sums = None  # [summed loss, correct count]; no Python numbers: each costs a tensor op per point
         for index, start in enumerate(range(0, len(self.y), self.batch_size)):
             xb, yb = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
             if shortcut is not None:
                 shortcut.set_output(index, coordinates)
             logits = forward(xb)
-            loss_sum = loss_sum + summed_cross_entropy(logits, yb)
-            correct = correct + (logits.argmax(dim=1) == yb).sum().to(logits.dtype)
-        return torch.stack([loss_sum, correct]) / len(self.y)
+            batch = torch.stack([summed_cross_entropy(logits, yb), (logits.argmax(dim=1) == yb).sum(dtype=logits.dtype)])
+            sums = batch if sums is None else sums + batch
+        return sums / len(self.y)
 
     def recomputed_buffers(self, params: ParamDict) -> dict[str, torch.Tensor]:
         """BatchNorm running statistics re-estimated at ``params``: a cumulative average over ``bn_x``."""
