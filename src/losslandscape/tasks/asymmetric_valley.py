@@ -23,7 +23,7 @@ from ..files import write_json
 from ..landscape.scans import LineScan
 from ..measures.sign_consistency import perturbed_names, sign_consistency, valley_asymmetry
 from ..plots.valleys import plot_asymmetry, plot_valley_curves
-from .common import Checkpoints, Session, evaluators_for, run_task, scanned_model, trained_checkpoints
+from .common import Checkpoints, Session, evaluators_for, run_task, scanned_model, summary_head, trained_checkpoints
 from .model_refs import scan_once
 
 METRICS = ("loss", "error")
@@ -95,9 +95,7 @@ def _asymmetric_valley(session: Session) -> dict[str, Any]:
     figures += plot_valley_curves(lambdas, examples, str(task.split), out / "figures" / "valley_curves")
     session.tracker.log_figures("asymmetric_valley", figures)
     return {
-        "task": "asymmetric_valley",
-        "dataset": session.data.name,
-        "model": cfg.model._target_,
+        **summary_head(session, "asymmetric_valley"),
         "checkpoint": str(checkpoint_path),
         "bn_mode": cfg.evaluation.bn_mode,
         "ratios": ratios,

@@ -114,6 +114,11 @@ def trained_checkpoints(session: Session) -> TrainedRun:
     return run
 
 
+def summary_head(session: Session, task: str) -> dict[str, Any]:
+    """The keys every task's summary starts with: which task ran, on which data and model."""
+    return {"task": task, "dataset": session.data.name, "model": session.cfg.model._target_}
+
+
 def run_task(cfg: DictConfig, body) -> dict[str, Any]:
     """Open the session, run ``body``, write ``summary.json`` and close the tracker with the right exit code.
 

@@ -31,7 +31,7 @@ from ..hessian import (
 )
 from ..landscape.evaluator import Evaluator
 from ..plots.hessian import plot_hessian_lens, plot_spectral_density
-from .common import Checkpoints, Session, direction_context, run_task, scanned_model, trained_checkpoints
+from .common import Checkpoints, Session, direction_context, run_task, scanned_model, summary_head, trained_checkpoints
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -102,7 +102,7 @@ def _hessian(session: Session) -> dict[str, Any]:
         summary["lens"] = {k: lens[k] for k in ("positive_fraction", "trace_over_dim", "mean_curvature")}
     session.tracker.log_figures("hessian", figures)
     summary["num_products"] = operator.num_products
-    return {"task": "hessian", "dataset": session.data.name, "model": cfg.model._target_, "checkpoint": str(checkpoint_path), "hessian": summary}
+    return {**summary_head(session, "hessian"), "checkpoint": str(checkpoint_path), "hessian": summary}
 
 
 def parameter_subset(theta, which: str) -> list[str] | None:

@@ -26,7 +26,7 @@ from ..measures.interpolation import barriers, check_end_points, path_direction
 from ..measures.similarity import l2_distance
 from ..measures.sign_consistency import sign_consistency, sign_consistency_report
 from ..plots.valleys import plot_interpolation
-from .common import Checkpoints, Session, evaluators_for, run_task, trained_checkpoints
+from .common import Checkpoints, Session, evaluators_for, run_task, summary_head, trained_checkpoints
 from .model_refs import ModelRefs, scan_once
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,7 @@ def _interpolation(session: Session) -> dict[str, Any]:
         log.warning(warning)
         lines.append("warning: " + warning)
     return {
-        "task": "interpolation",
-        "dataset": session.data.name,
-        "model": cfg.model._target_,
+        **summary_head(session, "interpolation"),
         "bn_mode": cfg.evaluation.bn_mode,
         "span": list(grid.span),
         "points": grid.points,

@@ -18,7 +18,7 @@ from ..landscape.scans import ScanResult
 from ..landscape.sharded import run_sharded_scan
 from ..landscape.shapes import classify_curve
 from ..plots.landscape import plot_contour, plot_curves, plot_ring, plot_surface
-from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, trained_checkpoints, scanned_model
+from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head, trained_checkpoints
 
 
 def run_landscape(cfg: DictConfig) -> dict[str, Any]:
@@ -78,9 +78,7 @@ def _landscape(session: Session) -> dict[str, Any]:
 
     final = run.history[-1] if run.history else {}
     return {
-        "task": "landscape",
-        "dataset": session.data.name,
-        "model": cfg.model._target_,
+        **summary_head(session, "landscape"),
         "checkpoint": str(checkpoint_path),
         "reused_checkpoints": run.reused,
         "train_accuracy": final.get("train/accuracy"),

@@ -31,7 +31,7 @@ from ..landscape.shapes import classify_curve
 from ..mining.miner import DirectionMiner, MiningResult
 from ..plots.landscape import plot_contour, plot_curves, plot_surface
 from ..plots.mining import plot_mining_traces, plot_wine_bottle
-from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, trained_checkpoints
+from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head, trained_checkpoints
 from .landscape import label_curve
 
 INITS = ("gaussian", "hessian_bottom")
@@ -84,9 +84,7 @@ def _mine(session: Session) -> dict[str, Any]:
     write_json(out / "mining" / "runs.json", summary_runs)
     session.tracker.log_figures("mining", figures)
     return {
-        "task": "mine",
-        "dataset": session.data.name,
-        "model": cfg.model._target_,
+        **summary_head(session, "mine"),
         "checkpoint": str(checkpoint_path),
         "mining": summary_runs,
         "figures": [str(f) for f in figures],

@@ -25,7 +25,7 @@ from ..files import read_npz, stable_hash, write_json, write_npz
 from ..measures.ntk import KERNELS, empirical_ntk, kernel_distance, kernel_velocities
 from ..plots.ntk import plot_kernel_distance_matrix, plot_kernel_dynamics
 from ..training.checkpoints import load_into_configured_model
-from .common import Checkpoints, Session, run_task, trained_checkpoints
+from .common import Checkpoints, Session, run_task, summary_head, trained_checkpoints
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BN_POLICY = "eval: each checkpoint's own BatchNorm running statistics, dropout off"
@@ -80,9 +80,7 @@ def _ntk(session: Session) -> dict[str, Any]:
             keys = ["distance_to_init", "distance_to_previous", "velocity", "frobenius_norm", *accuracy]
             log_series("ntk", "epoch", [{"epoch": e, **{k: record[k][i] for k in keys}} for i, e in enumerate(epochs)])
     return {
-        "task": "ntk",
-        "dataset": session.data.name,
-        "model": cfg.model._target_,
+        **summary_head(session, "ntk"),
         "ntk": {key: record[key] for key in ("kernel", "kernel_shape", "examples", "split", "epochs", "distance_to_init",
                                              "velocity", "velocity_early", "velocity_late", "bn")},
         "seconds_total": float(sum(seconds)),

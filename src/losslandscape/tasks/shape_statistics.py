@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from ..landscape.scans import LineScan, run_scan
 from ..landscape.shapes import SHAPES, classify_curve
 from ..plots.shapes import plot_shape_statistics
-from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, trained_checkpoints
+from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head, trained_checkpoints
 
 
 def run_shape_statistics(cfg) -> dict[str, Any]:
@@ -58,9 +58,7 @@ def _shape_statistics(session: Session) -> dict[str, Any]:
                                     title=f"{count} {_direction_name(direction_maker.describe())} directions ({split} loss)")
     session.tracker.log_scan_collection("shape_statistics", lambdas, np.asarray(curves), labels, figures)
     return {
-        "task": "shape_statistics",
-        "dataset": session.data.name,
-        "model": cfg.model._target_,
+        **summary_head(session, "shape_statistics"),
         "checkpoint": str(checkpoint_path),
         "direction": direction_maker.describe(),
         "directions": count,

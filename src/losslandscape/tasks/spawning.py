@@ -15,7 +15,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..plots.valleys import plot_spawning_barrier, plot_spawning_curves
-from .common import Checkpoints, Session, run_task, trained_checkpoints
+from .common import Checkpoints, Session, run_task, summary_head, trained_checkpoints
 from .interpolation import check_grid, interpolate
 from .model_refs import ModelRefs
 
@@ -56,9 +56,7 @@ def _spawning(session: Session) -> dict[str, Any]:
     session.tracker.log_figures("spawning", figures)
     rows = {str(s): {k: v for k, v in e.items() if k not in ("curves", "t")} for s, e in entries.items()}
     return {
-        "task": "spawning",
-        "dataset": session.data.name,
-        "model": cfg.model._target_,
+        **summary_head(session, "spawning"),
         "parent": str(run.directory),
         "epochs": int(cfg.train.epochs),
         "children": children,

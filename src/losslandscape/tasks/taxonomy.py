@@ -37,7 +37,7 @@ from ..measures.similarity import feature_layer, l2_distance, linear_cka, parame
 from ..plots.taxonomy import plot_mode_connectivity
 from ..training.cache import training_config
 from ..training.checkpoints import load_into_configured_model
-from .common import Checkpoints, Session, run_task, trained_checkpoints
+from .common import Checkpoints, Session, run_task, summary_head, trained_checkpoints
 from .hessian import DTYPES, parameter_subset
 
 # The flat numbers of summary.json that task=phase_plot draws (mean over models, or over pairs).
@@ -84,9 +84,7 @@ def _taxonomy(session: Session) -> dict[str, Any]:
     write_json(out / "taxonomy" / "measures.json", {"measures": means, "models": per_model, "pairs": per_pair,
                                                     "provenance": session.provenance(checkpoints={s: str(p) for s, p in paths.items()})})
     return {
-        "task": "taxonomy",
-        "dataset": session.data.name,
-        "model": cfg.model._target_,
+        **summary_head(session, "taxonomy"),
         "seeds": seeds,
         **means,
         "measures": [m for m in MEASURES if m in means],

@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .common import Session, run_task, trained_checkpoints
+from .common import Session, run_task, summary_head, trained_checkpoints
 
 
 def run_train(cfg: DictConfig) -> dict[str, Any]:
@@ -17,9 +17,7 @@ def _train(session: Session) -> dict[str, Any]:
     run = trained_checkpoints(session)
     final = run.history[-1] if run.history else {}
     return {
-        "task": "train",
-        "dataset": session.data.name,
-        "model": session.cfg.model._target_,
+        **summary_head(session, "train"),
         "checkpoint_dir": str(run.directory),
         "checkpoints": [str(p) for p in [run.init, *run.epochs(), run.final]],
         "reused_checkpoints": run.reused,
