@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 
 from .first_layer import FirstLayerShortcut
+from .last_layer import ClassMajorHead
+from .point_workers import PointWorkers, resolve_workers
 
 ParamDict = dict[str, torch.Tensor]
 
@@ -65,7 +67,7 @@ class MovableCopy:
     model. Scans use it under inference mode, one point at a time (vmap needs the functional path).
     """
 
-    def __init__(self, model: torch.nn.Module, theta: ParamDict):
+    def __init__(self, model: torch.nn.Module, theta: ParamDict, example: torch.Tensor):
         with torch.inference_mode(False):  # a normal tensor, writable in and out of inference mode
             self.model = copy.deepcopy(model).requires_grad_(False)
             self.flat = torch.cat([theta[n].detach().reshape(-1) for n in theta])
@@ -73,6 +75,7 @@ class MovableCopy:
         parameters = dict(self.model.named_parameters())
         for name, view in zip(self.names, self.flat.split([theta[n].numel() for n in theta])):
             parameters[name].data = view.view(theta[name].shape)
+        self.head = ClassMajorHead.build(self.model, example)  # its parameters are views too: it moves with the copy
 
     def move_to(self, points: FlatPoints, coordinates: torch.Tensor) -> torch.nn.Module:
         torch.addmv(points.theta, points.matrix, coordinates, out=self.flat)
@@ -86,6 +89,12 @@ def summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     few classes of a classifier, which showed on scans of small models.
     """
     return (torch.logsumexp(logits, dim=1) - logits.gather(1, labels[:, None]).squeeze(1)).sum()
+
+
+def summed_metrics(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[summed cross-entropy, correct count]`` of a batch of ``(examples, classes)`` logits."""
+    correct = (logits.max(dim=1).indices == labels).sum(dtype=logits.dtype)  # = argmax, a faster CPU kernel
+    return torch.stack([summed_cross_entropy(logits, labels), correct])
 
 
 def has_shared_tensors(model: torch.nn.Module) -> bool:
@@ -104,6 +113,11 @@ class Evaluator:
     ``eval`` uses theta's running statistics (a pure function of the parameters, the default);
     ``recompute`` re-estimates the statistics at every point from ``bn_x`` (a few training batches)
     before evaluating; ``train`` normalizes every evaluation batch by its own statistics.
+
+    ``workers > 1`` (CPU only) shares the points of every :meth:`metrics_at` call out over that
+    many forked single-threaded processes (:mod:`.point_workers`), each with ``first_layer_mb /
+    workers`` for its first-layer outputs; they are started on the first call and stopped when the
+    evaluator is dropped or :meth:`close` is called.
     """
 
     def __init__(
@@ -115,6 +129,7 @@ class Evaluator:
         bn_mode: str = "eval",
         bn_x: torch.Tensor | None = None,
         first_layer_mb: float = 0.0,
+        workers: int = 1,
     ):
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"evaluation data needs as many labels as inputs, got {len(x)} inputs and {len(y)} labels")
@@ -131,7 +146,10 @@ class Evaluator:
         self.x, self.y = x.to(device), y.to(device)
         self.bn_x = None if bn_x is None else bn_x.to(device)
         self.batch_size = int(batch_size or len(x))
-        self.first_layer_budget = float(first_layer_mb) * 2**20  # memory for precomputed first-layer outputs
+        self.workers = resolve_workers(workers, device)
+        # memory for precomputed first-layer outputs, shared by the workers (each holds its own)
+        self.first_layer_budget = float(first_layer_mb) * 2**20 / self.workers
+        self.point_workers: PointWorkers | None = None
         self.movable: MovableCopy | None = None
         self.shortcut_cache: tuple | None = None
         if self.batch_size < 1:
@@ -162,15 +180,19 @@ class Evaluator:
         state = {**params, **buffers}
         return lambda xb: functional_call(self.model, state, (xb,), tie_weights=self.tie_weights)
 
-    def _summed(self, forward, shortcut: FirstLayerShortcut | None = None, coordinates=None) -> torch.Tensor:
-        """``[mean loss, accuracy]`` of ``forward`` (a module or function) over the split, batch by batch."""
+    def _summed(self, forward, shortcut: FirstLayerShortcut | None = None, coordinates=None,
+                head: ClassMajorHead | None = None) -> torch.Tensor:
+        """``[mean loss, accuracy]`` of ``forward`` (a module or function) over the split, batch by batch.
+
+        With ``head`` installed, ``forward`` returns the features its last layer reads, and the head
+        computes the logits (class-major) and both metrics."""
         sums = None  # [summed loss, correct count]; no Python numbers: each costs a tensor op per point
         for index, start in enumerate(range(0, len(self.y), self.batch_size)):
             xb, yb = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
             if shortcut is not None:
                 shortcut.set_output(index, coordinates)
-            logits = forward(xb)
-            batch = torch.stack([summed_cross_entropy(logits, yb), (logits.argmax(dim=1) == yb).sum(dtype=logits.dtype)])
+            output = forward(xb)
+            batch = head.summed_metrics(output, yb) if head is not None else summed_metrics(output, yb)
             sums = batch if sums is None else sums + batch
         return sums / len(self.y)
 
@@ -210,16 +232,33 @@ class Evaluator:
 
         ``points_per_batch > 1`` evaluates that many points at once with ``torch.func.vmap``
         (one wide forward pass instead of several narrow ones; it pays off for small models on GPUs).
+        With ``workers > 1`` the points are shared out over the worker processes.
         """
         coordinates = coordinates.to(device=self.x.device, dtype=next(iter(theta.values())).dtype)
+        if self.workers > 1:  # every point, even a lone one: a point's numbers never depend on where blocks start
+            if self.point_workers is None:
+                self.point_workers = PointWorkers(self._metrics_here, self.workers)
+            return self.point_workers.evaluate(theta, directions, coordinates, points_per_batch)
+        return self._metrics_here(theta, directions, coordinates, points_per_batch)
+
+    def close(self) -> None:
+        """Stop the worker processes, if any were started (a later call starts new ones)."""
+        if self.point_workers is not None:
+            self.point_workers.close()
+            self.point_workers = None
+
+    def _metrics_here(self, theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.Tensor,
+                      points_per_batch: int = 1) -> torch.Tensor:
+        """:meth:`metrics_at` in this process (also what every worker runs on its share)."""
         points = FlatPoints(theta, directions)
         if points_per_batch <= 1 and self.bn_mode != "recompute" and not self.tie_weights:
             # one point at a time: move a private copy of the model (the fast path of every default scan)
             with torch.inference_mode():
                 movable = self._movable_copy(theta)
                 shortcut = self._shortcut(movable.model, theta, directions)
-                with shortcut.installed() if shortcut else contextlib.nullcontext():
-                    return torch.stack([self._summed(movable.move_to(points, c), shortcut, c) for c in coordinates])
+                head = movable.head if shortcut is None or movable.head is None or movable.head.name != shortcut.name else None
+                with shortcut.installed() if shortcut else contextlib.nullcontext(), head.installed() if head else contextlib.nullcontext():
+                    return torch.stack([self._summed(movable.move_to(points, c), shortcut, c, head) for c in coordinates])
         shortcut = self._shortcut(self.model, theta, directions)
 
         def at(c: torch.Tensor) -> torch.Tensor:
@@ -233,7 +272,7 @@ class Evaluator:
     def _movable_copy(self, theta: ParamDict) -> MovableCopy:
         """The private copy, made once per evaluator (a scan of many blocks reuses it)."""
         if self.movable is None or self.movable.names != list(theta):
-            self.movable = MovableCopy(self.model, theta)
+            self.movable = MovableCopy(self.model, theta, self.x[:2])
         return self.movable
 
     def _shortcut(self, model: torch.nn.Module, theta: ParamDict, directions: Sequence[ParamDict]) -> FirstLayerShortcut | None:

@@ -18,6 +18,7 @@ from ..directions.context import DirectionContext
 from ..files import package_versions, stable_hash, write_json
 from ..sweeps import DeviceLease, finished_summary, lease_device
 from ..landscape.evaluator import Evaluator, ParamDict, parameters_of
+from ..landscape.point_workers import resolve_workers
 from ..training.cache import TrainedRun, train_or_reuse
 from ..training.checkpoints import load_into_configured_model
 from ..tracking.wandb_tracker import NullTracker
@@ -54,6 +55,11 @@ def open_session(cfg: DictConfig) -> Session:
     """
     output_dir = Path(to_absolute_path(str(cfg.output_dir)))
     lease = join_process_group() or lease_device(str(cfg.device), Path(to_absolute_path(str(cfg.cache_dir))) / "gpu-pool")
+    try:
+        resolve_workers(cfg.evaluation.workers, lease.device)  # a bad setting fails here, before data and training
+    except ValueError:
+        lease.release()
+        raise
     output_dir = shared_output_dir(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     cfg.cache_dir = to_absolute_path(str(cfg.cache_dir))
@@ -241,7 +247,8 @@ def evaluators_for(session: Session, model: torch.nn.Module) -> dict[str, Evalua
         if evaluation.subset is not None and int(evaluation.subset) < len(y):
             keep = torch.randperm(len(y), generator=generator)[: int(evaluation.subset)]
             x, y = x[keep], y[keep]
-        evaluators[split] = Evaluator(model, x, y, evaluation.batch_size, evaluation.bn_mode, bn_x, evaluation.first_layer_mb)
+        evaluators[split] = Evaluator(model, x, y, evaluation.batch_size, evaluation.bn_mode, bn_x, evaluation.first_layer_mb,
+                                      evaluation.workers)
     return evaluators
 
 
