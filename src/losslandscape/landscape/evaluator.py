@@ -236,7 +236,7 @@ class Evaluator:
         """
         coordinates = coordinates.to(device=self.x.device, dtype=next(iter(theta.values())).dtype)
         if self.workers > 1:  # every point, even a lone one: a point's numbers never depend on where blocks start
-            if self.point_workers is None:
+            if self.point_workers is None or not self.point_workers.alive:
                 self.point_workers = PointWorkers(self._metrics_here, self.workers)
             return self.point_workers.evaluate(theta, directions, coordinates, points_per_batch)
         return self._metrics_here(theta, directions, coordinates, points_per_batch)

@@ -144,24 +144,30 @@ class PointWorkers:
     def close(self) -> None:
         self._stop()
 
+    @property
+    def alive(self) -> bool:
+        """False once closed, also after a worker was lost (the evaluator then starts new ones)."""
+        return self._stop.alive
+
     def _send(self, worker: int, message: bytes) -> None:
         try:
             self.connections[worker].send_bytes(message)
-        except OSError as error:
-            self._broken(f"could not reach scan worker process {self.processes[worker].pid} ({error})")
+        except OSError:
+            self._lost(worker)
 
     def _receive(self, worker: int) -> tuple[str, object]:
         try:
             return pickle.loads(self.connections[worker].recv_bytes())
         except (EOFError, OSError):
-            process = self.processes[worker]
-            process.join(timeout=1.0)
-            self._broken(f"scan worker process {process.pid} exited with code {process.exitcode} (killed, or out of memory?)")
+            self._lost(worker)
 
-    def _broken(self, message: str):
+    def _lost(self, worker: int):
+        process = self.processes[worker]
+        process.join(timeout=1.0)
         self.close()
-        raise RuntimeError(f"{message}; the finished points are saved: rerun to resume, with evaluation.workers=1 "
-                           "to evaluate in the main process")
+        raise RuntimeError(f"scan worker process {process.pid} exited with code {process.exitcode} (killed, or out of "
+                           "memory?); the finished points are saved: rerun to resume, with evaluation.workers=1 to "
+                           "evaluate in the main process")
 
 
 def _same_objects(held: tuple | None, current: tuple) -> bool:
