@@ -9,7 +9,7 @@ This is the algorithmic win of the scan engine on small models (DESIGN.md sectio
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import ContextManager, Iterator, Sequence
 
 import torch
 from torch.func import functional_call
@@ -42,6 +42,19 @@ class _Output(torch.nn.Module):
 
     def forward(self, *args):
         return self.output
+
+
+@contextmanager
+def replaced(model: torch.nn.Module, name: str, stand_in: torch.nn.Module) -> Iterator[None]:
+    """Within the block the submodule ``name`` of ``model`` is ``stand_in``."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    original = getattr(parent, child)
+    setattr(parent, child, stand_in)
+    try:
+        yield
+    finally:
+        setattr(parent, child, original)
 
 
 def first_layer(model: torch.nn.Module, example: torch.Tensor) -> str | None:
@@ -127,16 +140,9 @@ class FirstLayerShortcut:
         local = {p: params[f"{self.name}.{p}"] for p, _ in self.layer.named_parameters()}
         return functional_call(self.layer, local, (layer_input,))
 
-    @contextmanager
-    def installed(self) -> Iterator[None]:
+    def installed(self) -> ContextManager[None]:
         """Within the block the first layer returns the output last set by :meth:`set_output`."""
-        parent_name, _, child = self.name.rpartition(".")
-        parent = self.model.get_submodule(parent_name) if parent_name else self.model
-        setattr(parent, child, self.stand_in)
-        try:
-            yield
-        finally:
-            setattr(parent, child, self.layer)
+        return replaced(self.model, self.name, self.stand_in)
 
     def set_output(self, batch_index: int, coordinates: torch.Tensor) -> None:
         """The first layer's output on data batch ``batch_index`` at ``theta + coordinates @ directions``."""

@@ -13,10 +13,11 @@ The numbers are the same as the model's own, to float rounding.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+from typing import ContextManager
 
 import torch
+
+from .first_layer import replaced
 
 
 def last_layer(model: torch.nn.Module, example: torch.Tensor) -> str | None:
@@ -56,16 +57,9 @@ class ClassMajorHead:
         name = last_layer(model, example)
         return None if name is None else cls(model, name)
 
-    @contextmanager
-    def installed(self) -> Iterator[None]:
+    def installed(self) -> ContextManager[None]:
         """Within the block the model returns the features the last layer would have read."""
-        parent_name, _, child = self.name.rpartition(".")
-        parent = self.model.get_submodule(parent_name) if parent_name else self.model
-        setattr(parent, child, torch.nn.Identity())
-        try:
-            yield
-        finally:
-            setattr(parent, child, self.layer)
+        return replaced(self.model, self.name, torch.nn.Identity())
 
     def summed_metrics(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``[summed cross-entropy, correct count]`` of the examples whose features are given."""
