@@ -120,6 +120,28 @@ def test_a_killed_worker_is_reported_and_the_next_call_starts_new_ones():
 
 
 @linux_only
+def test_an_interrupted_call_retires_its_workers_and_the_next_call_is_right(monkeypatch):
+    """Replies of an interrupted call may still arrive: the next call must not read them as its own."""
+    from losslandscape.landscape import point_workers
+
+    model, x, y, theta, d = mlp_problem()
+    evaluator = Evaluator(model, x, y, workers=2)
+    coordinates = PlaneScan(x_points=4, y_points=4).coordinates()
+    expected = evaluator.metrics_at(theta, d, coordinates)
+    interrupted = evaluator.point_workers
+
+    def interrupt(connections):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(point_workers, "wait", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        evaluator.metrics_at(theta, d, coordinates.flip(0))
+    monkeypatch.undo()
+    assert not interrupted.alive
+    assert torch.equal(evaluator.metrics_at(theta, d, coordinates), expected)
+
+
+@linux_only
 def test_workers_stop_with_their_evaluator():
     model, x, y, theta, d = mlp_problem()
     evaluator = Evaluator(model, x, y, workers=2)

@@ -124,18 +124,22 @@ class PointWorkers:
             self.held[worker] = current
             busy[self.connections[worker]] = (worker, index)
 
-        for worker in range(len(self.processes)):
-            hand_out(worker)
-        while busy:
-            for connection in wait(list(busy)):
-                worker, index = busy.pop(connection)
-                kind, payload = self._receive(worker)
-                if kind == "error":
-                    errors.append(payload)  # no new work; the others finish theirs, so the pipes stay in step
-                else:
-                    results[index] = payload
-                    if not errors:
-                        hand_out(worker)
+        try:
+            for worker in range(len(self.processes)):
+                hand_out(worker)
+            while busy:
+                for connection in wait(list(busy)):
+                    worker, index = busy.pop(connection)
+                    kind, payload = self._receive(worker)
+                    if kind == "error":
+                        errors.append(payload)  # no new work; the others finish theirs, so the pipes stay in step
+                    else:
+                        results[index] = payload
+                        if not errors:
+                            hand_out(worker)
+        except BaseException:  # e.g. Ctrl-C: replies may still be on their way, so these pipes can never be trusted again
+            self.close()
+            raise
         if errors:
             raise RuntimeError(f"a scan worker process failed:\n{errors[0]}")
         values = torch.from_numpy(np.concatenate(results)) if results else torch.empty(0, 2)
