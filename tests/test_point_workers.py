@@ -247,3 +247,18 @@ def test_the_class_major_head_keeps_argmax_ties_and_the_numbers_of_the_model():
     with torch.no_grad():
         expected = torch.stack([evaluator.metrics(point(theta, d, c)) for c in coordinates])
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_lone_linear_layer_is_both_first_layer_and_head_and_gives_the_numbers_of_its_definition():
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    x, y = torch.randn(30, 1, 8, 8), torch.randint(0, 10, (30,))
+    theta = parameters_of(model)
+    d = [{n: torch.randn_like(t) for n, t in theta.items()} for _ in range(2)]
+    coordinates = PlaneScan(x_points=3, y_points=2).coordinates()
+    evaluator = Evaluator(model, x, y, batch_size=8, first_layer_mb=64)
+    got = evaluator.metrics_at(theta, d, coordinates)
+    assert evaluator.shortcut_cache[1] is not None and evaluator.movable.head.name == "1"  # both apply to layer "1"
+    with torch.no_grad():
+        expected = torch.stack([evaluator.metrics(point(theta, d, c)) for c in coordinates])
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)

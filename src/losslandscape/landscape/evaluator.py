@@ -256,7 +256,8 @@ class Evaluator:
             with torch.inference_mode():
                 movable = self._movable_copy(theta)
                 shortcut = self._shortcut(movable.model, theta, directions)
-                head = movable.head if shortcut is None or movable.head is None or movable.head.name != shortcut.name else None
+                # a model that is one Linear inside a container: the first-layer stand-in already gives the logits
+                head = None if shortcut and movable.head and movable.head.name == shortcut.name else movable.head
                 with shortcut.installed() if shortcut else contextlib.nullcontext(), head.installed() if head else contextlib.nullcontext():
                     return torch.stack([self._summed(movable.move_to(points, c), shortcut, c, head) for c in coordinates])
         shortcut = self._shortcut(self.model, theta, directions)

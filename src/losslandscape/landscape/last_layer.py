@@ -7,8 +7,8 @@ columns is a poor shape for BLAS: on the MLP of the benchmarks the last ``Linear
 reductions cost as much as the hidden layer. So where the model returns the output of a final
 ``Linear``, that layer is replaced by an identity during a scan and applied here as
 ``W @ features^T + b``, giving ``(classes, examples)`` logits whose per-example reductions run
-along contiguous memory (benchmarks/scan_vs_loss_landscapes.py: 2-3x faster for this tail).
-The numbers are the same as the model's own, to float rounding.
+along contiguous memory (on 1,437 x 64 features: the GEMM 90 -> 32 us, logsumexp 46 -> 24 us;
+benchmarks/README.md). The numbers are the same as the model's own, to float rounding.
 """
 
 from __future__ import annotations

@@ -2,19 +2,20 @@
 
 A small model's forward pass on a CPU is a chain of small operations. Split across cores by
 PyTorch's intra-op threads, each operation pays a fork-join and the Python between operations stays
-serial: on two cores the MLP of the benchmarks runs a pass only about 1.4x faster than on one. Grid
+serial: on two cores the scan engine runs a pass of the MLP of the benchmarks only about 1.2x faster
+than on one. Grid
 points are independent, so a core each does better: two single-threaded workers evaluate a plane
-about 1.4x faster than the same evaluator on two threads, and the compute-bound SmallCNN runs at
-parity (benchmarks/scan_vs_loss_landscapes.py). loss-landscapes and a hand-written loop can only
-split operations.
+about 1.5x faster than the same evaluator on two threads, for the MLP and for the compute-bound
+SmallCNN alike (benchmarks/README.md). loss-landscapes and a hand-written loop can only split
+operations.
 
 Workers are forked from the process that owns the evaluator, so they start in milliseconds with its
 model and data already in memory (copy-on-write) and evaluate with its own code, one intra-op thread
-each. A call cuts the points into chunks and hands them
-out as workers become free, each with theta and the directions when that worker has not been sent
-these objects yet (by value), and puts the values back together in order. Every point is computed
-by the same single-threaded code, so its numbers do not depend on which worker took it. CPU
-and Linux only: CUDA does not survive a fork, and other systems fork less safely.
+each. A call cuts the points into chunks and hands them out as workers become free, each with theta
+and the directions when that worker has not been sent these objects yet (by value), and puts the
+values back together in order. Every point is computed by the same single-threaded code, so its
+numbers do not depend on which worker took it. CPU and Linux only: CUDA does not survive a fork,
+and other systems fork less safely.
 """
 
 from __future__ import annotations
@@ -98,9 +99,6 @@ class PointWorkers:
         # per worker, the theta and directions it was last sent (kept alive, so that their ids stay theirs)
         self.held: list[tuple | None] = [None] * count
         self._stop = weakref.finalize(self, _stop, self.connections, self.processes)
-
-    def __len__(self) -> int:
-        return len(self.processes)
 
     def evaluate(self, theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.Tensor,
                  points_per_batch: int = 1) -> torch.Tensor:
