@@ -2,12 +2,11 @@
 
 A small model's forward pass on a CPU is a chain of small operations. Split across cores by
 PyTorch's intra-op threads, each operation pays a fork-join and the Python between operations stays
-serial: on two cores the scan engine runs a pass of the MLP of the benchmarks only about 1.2x faster
-than on one. Grid
-points are independent, so a core each does better: two single-threaded workers evaluate a plane
-about 1.5x faster than the same evaluator on two threads, for the MLP and for the compute-bound
-SmallCNN alike (benchmarks/README.md). loss-landscapes and a hand-written loop can only split
-operations.
+serial: on two cores the scan engine runs a pass of the benchmarks' MLP only about 1.2x faster than
+on one. Grid points are independent, so a core each does better: two single-threaded workers
+evaluate a plane about 1.5x faster than the same evaluator on two threads, for the MLP and for the
+compute-bound SmallCNN alike (benchmarks/README.md). loss-landscapes and a hand-written loop can
+only split operations.
 
 Workers are forked from the process that owns the evaluator, so they start in milliseconds with its
 model and data already in memory (copy-on-write) and evaluate with its own code, one intra-op thread
