@@ -168,8 +168,14 @@ def test_a_scan_with_workers_is_the_same_in_one_block_or_many(tmp_path):
 
 def test_auto_workers_are_one_per_thread_on_a_linux_cpu_and_one_elsewhere(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    expected = min(torch.get_num_threads(), MAX_AUTO_WORKERS) if sys.platform.startswith("linux") else 1
+    linux = sys.platform.startswith("linux")
+    expected = min(torch.get_num_threads(), len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS) if linux else 1
     assert resolve_workers("auto", torch.device("cpu")) == expected
+    if linux:  # no more than the cores this process may use (a SLURM allocation, taskset)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+        assert resolve_workers("auto", torch.device("cpu")) == 1
+        monkeypatch.undo()
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert resolve_workers("auto", torch.device("cuda", 0)) == 1
     monkeypatch.setenv("WORLD_SIZE", "2")  # a torchrun rank: the ranks already share the cores
     assert resolve_workers("auto", torch.device("cpu")) == 1

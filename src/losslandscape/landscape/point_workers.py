@@ -43,14 +43,16 @@ MAX_AUTO_WORKERS = 8
 def resolve_workers(setting: int | str, device: torch.device) -> int:
     """The number of worker processes for ``evaluation.workers``: ``auto`` or a positive int.
 
-    ``auto`` is one per intra-op thread (at most :data:`MAX_AUTO_WORKERS`) on a Linux CPU outside a
-    ``torchrun`` group (whose ranks already share the cores), else 1 (evaluate in this process).
+    ``auto`` is one per intra-op thread, and no more than the cores this process may run on (a
+    SLURM allocation, ``taskset``) or :data:`MAX_AUTO_WORKERS`, on a Linux CPU outside a ``torchrun``
+    group (whose ranks already share the cores); else 1 (evaluate in this process).
     """
     device = torch.device(device)
     if setting == "auto":
         sharded = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        usable = device.type == "cpu" and sys.platform.startswith("linux") and not sharded
-        return min(torch.get_num_threads(), MAX_AUTO_WORKERS) if usable else 1
+        if device.type != "cpu" or not sys.platform.startswith("linux") or sharded:
+            return 1
+        return max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
     try:
         count = int(setting)
     except (TypeError, ValueError):
