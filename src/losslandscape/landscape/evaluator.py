@@ -117,7 +117,7 @@ class Evaluator:
     ``workers > 1`` (CPU only) shares the points of every :meth:`metrics_at` call out over that
     many forked single-threaded processes (:mod:`.point_workers`), each with ``first_layer_mb /
     workers`` for its first-layer outputs; they are started on the first call and stopped when the
-    evaluator is dropped or :meth:`close` is called.
+    evaluator is dropped.
     """
 
     def __init__(
@@ -240,12 +240,6 @@ class Evaluator:
                 self.point_workers = PointWorkers(self._metrics_here, self.workers)
             return self.point_workers.evaluate(theta, directions, coordinates, points_per_batch)
         return self._metrics_here(theta, directions, coordinates, points_per_batch)
-
-    def close(self) -> None:
-        """Stop the worker processes, if any were started (a later call starts new ones)."""
-        if self.point_workers is not None:
-            self.point_workers.close()
-            self.point_workers = None
 
     def _metrics_here(self, theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.Tensor,
                       points_per_batch: int = 1) -> torch.Tensor:
