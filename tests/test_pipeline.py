@@ -144,7 +144,8 @@ def test_cli_help_lists_the_config_groups():
     assert result.returncode == 0
     assert "task: asymmetric_valley, figures, hessian, interpolation, landscape, mine, ntk, phase_plot, shape_statistics, spawning, taxonomy, train" in result.stdout
     for line in ["dataset: cifar10, cifar100, digits, fashion_mnist, gaussian_mixture, mnist, moons",
-                 "logger: none, wandb", "mining: base, ring, template, vvv_basin, w_peak", "model: cnn, cnn_bn, mlp, resnet20, vgg11_bn, vgg16_bn"]:
+                 "logger: none, wandb", "mining: base, ring, template, vvv_basin, w_peak", "model: cnn, cnn_bn, custom, hf, mlp, resnet20, vgg11_bn, vgg16_bn",
+                 "loss: bce, cross_entropy, custom, mse, token_cross_entropy"]:
         assert line in result.stdout
 
 

@@ -153,14 +153,14 @@ def test_init_seed_and_data_seed_change_only_what_they_name(tmp_path):
 
 def test_children_repeat_the_parent_then_follow_their_own_data_order(tmp_path, monkeypatch):
     first_batches = []
-    step = lightning.ClassifierModule.training_step
+    step = lightning.SupervisedModule.training_step
 
     def recording(self, batch, index):
         if index == 0:
             first_batches.append(batch[1][:16].tolist())
         return step(self, batch, index)
 
-    monkeypatch.setattr(lightning.ClassifierModule, "training_step", recording)
+    monkeypatch.setattr(lightning.SupervisedModule, "training_step", recording)
     three = ["train.epochs=3"]
     parent, _ = _train(tmp_path, "p", *three)
     own_order, _ = _train(tmp_path, "p", *three, "train.data_seed=5")
@@ -191,7 +191,7 @@ def _recorded(tmp_path, monkeypatch, step, three):
             seen.append(batch[1][:16].tolist())
         return step(self, batch, index)
 
-    monkeypatch.setattr(lightning.ClassifierModule, "training_step", recording)
+    monkeypatch.setattr(lightning.SupervisedModule, "training_step", recording)
     _train(tmp_path, "fresh", *three, "train.data_seed=5")
     return seen
 

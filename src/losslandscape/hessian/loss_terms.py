@@ -1,8 +1,8 @@
 """The whole-split loss as a sum of per-batch terms, each still computed by ``Evaluator.loss``.
 
-``Evaluator.loss`` is the mean over N samples, summed batch by batch. Restricting a shallow copy
-of the evaluator to a slice of ``n`` samples gives the mean over that slice; weighted by ``n / N``
-the slices add up to the whole-split loss exactly, and so do their Hessian-vector products. The
+``Evaluator.loss`` is the mean over the split's N units (examples, or counted tokens), summed batch
+by batch. Restricting a shallow copy of the evaluator to a slice of ``n`` units gives the mean over
+that slice; weighted by ``n / N`` the slices add up to the whole-split loss exactly, and so do their Hessian-vector products. The
 slices are whole multiples of the evaluator's batch size, so with ``bn_mode="train"`` every
 BatchNorm batch (and its batch statistics) is the same as in the whole-split evaluation.
 
@@ -32,9 +32,8 @@ def batched_loss_terms(evaluator, theta: ParamDict, batches_per_term: int | None
         return [base.loss]
     if int(batches_per_term) < 1:
         raise ValueError(f"batches_per_term must be a positive integer or None, got {batches_per_term}")
-    total = len(base.y)
     span = int(batches_per_term) * base.batch_size
-    return [_weighted(_restricted(base, start, start + span), total) for start in range(0, total, span)]
+    return [_weighted(_restricted(base, start, start + span), base.units) for start in range(0, len(base.y), span)]
 
 
 def _with_fixed_statistics(evaluator, theta: ParamDict):
@@ -50,11 +49,12 @@ def _with_fixed_statistics(evaluator, theta: ParamDict):
 def _restricted(evaluator, start: int, stop: int):
     part = copy.copy(evaluator)  # shares the model and buffers; only the data slice differs
     part.x, part.y = evaluator.x[start:stop], evaluator.y[start:stop]
+    part.units = evaluator.criterion.units(part.y)
     return part
 
 
 def _weighted(part, total: int) -> LossTerm:
-    weight = len(part.y) / total
+    weight = part.units / total
 
     def term(params: ParamDict) -> torch.Tensor:
         return part.loss(params) * weight

@@ -1,8 +1,11 @@
-"""The one evaluation core: loss and accuracy of a model at ``theta + sum_i a_i d_i`` on resident data.
+"""The objective every measure is a function of: (model, data, loss, BatchNorm policy) at
+``theta + sum_i a_i d_i``, on resident data, giving the mean loss and the loss's metric.
 
 Scans call it under ``torch.inference_mode``; mining and Hessian-vector products differentiate
 through :meth:`Evaluator.metrics`. Data lives on the model's device for the whole scan, so a grid
-point costs one forward pass over the split and nothing else.
+point costs one forward pass over the split and nothing else. The fast paths (the moved copy, the
+first-layer shortcut, the class-major head, the point workers) are engines under it: each applies
+only where its preconditions hold and gives the plain definition's numbers.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import copy
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
+
+from ..losses import Loss, as_loss
 
 from .first_layer import FirstLayerShortcut
 from .last_layer import ClassMajorHead
@@ -67,7 +71,7 @@ class MovableCopy:
     model. Scans use it under inference mode, one point at a time (vmap needs the functional path).
     """
 
-    def __init__(self, model: torch.nn.Module, theta: ParamDict, example: torch.Tensor):
+    def __init__(self, model: torch.nn.Module, theta: ParamDict, example: torch.Tensor, class_major: bool = True):
         with torch.inference_mode(False):  # a normal tensor, writable in and out of inference mode
             self.model = copy.deepcopy(model).requires_grad_(False)
             self.flat = torch.cat([theta[n].detach().reshape(-1) for n in theta])
@@ -75,26 +79,17 @@ class MovableCopy:
         parameters = dict(self.model.named_parameters())
         for name, view in zip(self.names, self.flat.split([theta[n].numel() for n in theta])):
             parameters[name].data = view.view(theta[name].shape)
-        self.head = ClassMajorHead.build(self.model, example)  # its parameters are views too: it moves with the copy
+        # its parameters are views too: it moves with the copy (plain cross-entropy only)
+        self.head = ClassMajorHead.build(self.model, example) if class_major else None
 
     def move_to(self, points: FlatPoints, coordinates: torch.Tensor) -> torch.nn.Module:
         torch.addmv(points.theta, points.matrix, coordinates, out=self.flat)
         return self.model
 
 
-def summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``F.cross_entropy(logits, labels, reduction="sum")`` as logsumexp minus the true logit.
-
-    The same number (to float rounding); PyTorch's CPU log_softmax is about twice as slow for the
-    few classes of a classifier, which showed on scans of small models.
-    """
-    return (torch.logsumexp(logits, dim=1) - logits.gather(1, labels[:, None]).squeeze(1)).sum()
-
-
-def summed_metrics(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``[summed cross-entropy, correct count]`` of a batch of ``(examples, classes)`` logits."""
-    correct = (logits.max(dim=1).indices == labels).sum(dtype=logits.dtype)  # = argmax, a faster CPU kernel
-    return torch.stack([summed_cross_entropy(logits, labels), correct])
+def as_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float data in ``dtype`` (a float64 Hessian); integers (class indices, token ids) stay as they are."""
+    return tensor.to(dtype) if tensor.is_floating_point() else tensor
 
 
 def has_shared_tensors(model: torch.nn.Module) -> bool:
@@ -107,7 +102,8 @@ def has_batch_norm(model: torch.nn.Module) -> bool:
 
 
 class Evaluator:
-    """Mean cross-entropy loss and accuracy of ``model`` on one split, at any parameters.
+    """The objective on one split: mean loss and metric of ``model`` under ``loss`` (default:
+    cross-entropy and accuracy, :mod:`losslandscape.losses`), at any parameters.
 
     BatchNorm at a perturbed point (DESIGN.md section 4) follows ``bn_mode``:
     ``eval`` uses theta's running statistics (a pure function of the parameters, the default);
@@ -130,9 +126,10 @@ class Evaluator:
         bn_x: torch.Tensor | None = None,
         first_layer_mb: float = 0.0,
         workers: int = 1,
+        loss: Loss | None = None,
     ):
         if len(x) != len(y) or len(x) == 0:
-            raise ValueError(f"evaluation data needs as many labels as inputs, got {len(x)} inputs and {len(y)} labels")
+            raise ValueError(f"evaluation data needs as many targets as inputs, got {len(x)} inputs and {len(y)} targets")
         if bn_mode not in BN_MODES:
             raise ValueError(f"unknown BatchNorm mode {bn_mode!r}: expected one of {', '.join(BN_MODES)}")
         if bn_mode == "recompute" and bn_x is None:
@@ -144,6 +141,8 @@ class Evaluator:
         self.tie_weights = has_shared_tensors(model)
         device = next(model.parameters()).device
         self.x, self.y = x.to(device), y.to(device)
+        self.criterion = as_loss(loss).for_split(self.y)  # the loss, bound to this split's targets
+        self.units = self.criterion.units(self.y)  # what the sums are divided by: examples or counted tokens
         self.bn_x = None if bn_x is None else bn_x.to(device)
         self.batch_size = int(batch_size or len(x))
         self.workers = resolve_workers(workers, device)
@@ -168,8 +167,13 @@ class Evaluator:
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The names of the numbers :meth:`metrics` returns: ``loss`` and the loss's metric, if it has one."""
+        return ("loss",) if self.criterion.metric is None else ("loss", self.criterion.metric)
+
     def metrics(self, params: ParamDict) -> torch.Tensor:
-        """``[mean loss, accuracy]`` over the whole split, summed batch by batch with exact weights."""
+        """``[mean loss, mean metric]`` over the whole split, summed batch by batch with exact weights."""
         return self._summed(self._functional(params))
 
     def _functional(self, params: ParamDict, shortcut: FirstLayerShortcut | None = None):
@@ -182,19 +186,19 @@ class Evaluator:
 
     def _summed(self, forward, shortcut: FirstLayerShortcut | None = None, coordinates=None,
                 head: ClassMajorHead | None = None) -> torch.Tensor:
-        """``[mean loss, accuracy]`` of ``forward`` (a module or function) over the split, batch by batch.
+        """``[mean loss, mean metric]`` of ``forward`` (a module or function) over the split, batch by batch.
 
         With ``head`` installed, ``forward`` returns the features its last layer reads, and the head
         computes the logits (class-major) and both metrics."""
-        sums = None  # [summed loss, correct count]; no Python numbers: each costs a tensor op per point
+        sums = None  # [summed loss, summed metric]; no Python numbers: each costs a tensor op per point
         for index, start in enumerate(range(0, len(self.y), self.batch_size)):
             xb, yb = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
             if shortcut is not None:
                 shortcut.set_output(index, coordinates)
             output = forward(xb)
-            batch = head.summed_metrics(output, yb) if head is not None else summed_metrics(output, yb)
+            batch = head.summed_metrics(output, yb) if head is not None else self.criterion.sums(output, yb)
             sums = batch if sums is None else sums + batch
-        return sums / len(self.y)
+        return sums / self.units
 
     def recomputed_buffers(self, params: ParamDict) -> dict[str, torch.Tensor]:
         """BatchNorm running statistics re-estimated at ``params``: a cumulative average over ``bn_x``."""
@@ -218,8 +222,8 @@ class Evaluator:
     def batch_loss(self, params: ParamDict, indices: torch.Tensor) -> torch.Tensor:
         """Mean loss on the examples ``indices`` of the split: the differentiable mini-batch loss of mining."""
         buffers = self.recomputed_buffers(params) if self.bn_mode == "recompute" else self.buffers
-        logits = functional_call(self.model, {**params, **buffers}, (self.x[indices.to(self.x.device)],))
-        return F.cross_entropy(logits, self.y[indices.to(self.y.device)])
+        outputs = functional_call(self.model, {**params, **buffers}, (self.x[indices.to(self.x.device)],))
+        return self.criterion.mean(outputs, self.y[indices.to(self.y.device)])
 
     def metrics_at(
         self,
@@ -267,7 +271,7 @@ class Evaluator:
     def _movable_copy(self, theta: ParamDict) -> MovableCopy:
         """The private copy, made once per evaluator (a scan of many blocks reuses it)."""
         if self.movable is None or self.movable.names != list(theta):
-            self.movable = MovableCopy(self.model, theta, self.x[:2])
+            self.movable = MovableCopy(self.model, theta, self.x[:2], self.criterion.class_major)
         return self.movable
 
     def _shortcut(self, model: torch.nn.Module, theta: ParamDict, directions: Sequence[ParamDict]) -> FirstLayerShortcut | None:

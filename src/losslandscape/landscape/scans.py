@@ -18,7 +18,18 @@ from tqdm.auto import tqdm
 from ..files import read_npz, stable_hash, tensor_dict_hash, write_npz
 from .evaluator import Evaluator, ParamDict
 
-METRICS = ("loss", "accuracy")
+# numbers per point and split: the loss and the loss's metric (a loss without a metric leaves it NaN)
+VALUES_PER_POINT = 2
+
+
+def metric_names(evaluators: dict[str, Evaluator]) -> tuple[str, ...]:
+    """The names of the numbers stored per split (``loss`` and e.g. ``accuracy`` or ``r2``)."""
+    return next(iter(evaluators.values())).metric_names
+
+
+def loss_record(evaluators: dict[str, Evaluator]) -> dict[str, Any]:
+    """What a result file says about the loss it measured: its name, metric and settings."""
+    return next(iter(evaluators.values())).criterion.describe()
 
 
 def _check_span(span: Sequence[float], points: int, what: str) -> tuple[float, float]:
@@ -223,7 +234,7 @@ def evaluate_in_blocks(
     passed since the last save, never after the last block (the caller saves the result).
     """
     splits = list(evaluators)
-    values, done = _resume(partial, fingerprint, (len(coordinates), len(splits), len(METRICS)))
+    values, done = _resume(partial, fingerprint, (len(coordinates), len(splits), VALUES_PER_POINT))
     bar.update(done)  # the bar's total is len(coordinates)
     block, saved = points_per_batch, time.perf_counter()
     with torch.inference_mode():
@@ -252,6 +263,7 @@ def scan_fingerprint(scan: Any, theta: ParamDict, directions: Sequence[ParamDict
             "theta": tensor_dict_hash(theta),
             "directions": [tensor_dict_hash(d) for d in directions],
             "splits": {s: len(e) for s, e in evaluators.items()},
+            "loss": loss_record(evaluators),
         }
     )
 
@@ -295,14 +307,15 @@ def run_scan(
     grids = {
         f"{split}_{metric}": values[:, s, m].reshape(scan.grid_shape)
         for s, split in enumerate(splits)
-        for m, metric in enumerate(METRICS)
+        for m, metric in enumerate(metric_names(evaluators))
     }
     result = ScanResult(
         scan.kind,
         scan.name,
         scan.axes(),
         grids,
-        {**(provenance or {}), "scan": scan.describe(), "fingerprint": fingerprint, "splits": splits},
+        {**(provenance or {}), "scan": scan.describe(), "fingerprint": fingerprint, "splits": splits,
+         "loss": loss_record(evaluators)},
     )
     result.save(path)
     partial.unlink(missing_ok=True)

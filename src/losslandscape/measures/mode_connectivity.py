@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, replace_all_batch_norm_modules_
 from tqdm.auto import tqdm
 
 from ..files import save_torch
+from ..losses import Loss, as_loss
 
 ParamDict = dict[str, torch.Tensor]
 
@@ -145,6 +145,7 @@ def train_bezier_control(
     state_path: str | Path | None = None,
     fingerprint: str = "",
     progress: bool = False,
+    loss: Loss | None = None,
 ) -> tuple[ParamDict, dict]:
     """The trained control point and a record (losses, wall time, steps).
 
@@ -153,6 +154,7 @@ def train_bezier_control(
     optimizer's state) continues with exactly the numbers an uninterrupted run would have.
     """
     trainable = curve_training_copy(model)
+    criterion = as_loss(loss)  # the measured loss (default cross-entropy)
     theta_a = {n: v.detach() for n, v in theta_a.items()}
     theta_b = {n: v.detach() for n, v in theta_b.items()}
     control = {n: v.clone().requires_grad_(True) for n, v in midpoint(theta_a, theta_b).items()}
@@ -173,12 +175,12 @@ def train_bezier_control(
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(settings, step)
         indices = indices.to(x.device)
-        logits = functional_call(trainable, bezier_point(theta_a, control, theta_b, t), (x[indices],))
-        loss = F.cross_entropy(logits, y[indices])
+        outputs = functional_call(trainable, bezier_point(theta_a, control, theta_b, t), (x[indices],))
+        batch_loss = criterion.mean(outputs, y[indices])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        batch_loss.backward()
         optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(float(batch_loss.detach()))
         if progress and step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         if state_path is not None and settings.save_every and (step + 1) % int(settings.save_every) == 0 and step + 1 < steps:

@@ -16,25 +16,40 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, np.nan)
 
 
+def loss_name(result) -> str:
+    """The measured loss as an axis says it ("cross-entropy loss", "mean squared error"), from the file."""
+    return result.provenance.get("loss", {}).get("name", "cross-entropy loss")
+
+
+def metric_name(result) -> str | None:
+    """The loss's second number stored in the result (``accuracy``, ``r2``, ...), or None."""
+    return result.provenance.get("loss", {}).get("metric", "accuracy")
+
+
 def plot_curves(
     results: Sequence, stem: str | Path, log_scale: bool = False, title: str | None = None, xlabel: str = r"$\lambda$"
 ) -> list[Path]:
-    """Loss and accuracy against lambda; one colour per split, one line style per curve."""
+    """Loss and its metric (accuracy, R^2, ...) against lambda; one colour per split, one line style per curve."""
     styles = ["-", "--", ":", "-."]
+    metric = metric_name(results[0])
     with plt.rc_context(STYLE):
-        figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(8.0, 3.2))
+        figure, axes = plt.subplots(1, 2 if metric else 1, figsize=(8.0 if metric else 4.4, 3.2), squeeze=False)
+        loss_axis, metric_axis = axes[0][0], (axes[0][1] if metric else None)
+        scale = 100.0 if metric == "accuracy" else 1.0
         for index, result in enumerate(results):
             lam = result.axes["lambda"]
             for split in result.provenance.get("splits", ["train"]):
                 label = f"{split}" if len(results) == 1 else f"{result.name} ({split})"
                 style = dict(color=SPLIT_COLORS.get(split), linestyle=styles[index % len(styles)], label=label)
                 loss_axis.plot(lam, _finite(result.values[f"{split}_loss"]), **style)
-                accuracy_axis.plot(lam, 100 * _finite(result.values[f"{split}_accuracy"]), **style)
-        loss_axis.set(xlabel=xlabel, ylabel="cross-entropy loss")
-        accuracy_axis.set(xlabel=xlabel, ylabel="accuracy (%)")
+                if metric_axis is not None:
+                    metric_axis.plot(lam, scale * _finite(result.values[f"{split}_{metric}"]), **style)
+        loss_axis.set(xlabel=xlabel, ylabel=loss_name(results[0]))
+        if metric_axis is not None:
+            metric_axis.set(xlabel=xlabel, ylabel="accuracy (%)" if metric == "accuracy" else metric.replace("r2", "$R^2$"))
         if log_scale:
             loss_axis.set_yscale("log")
-        for axis in (loss_axis, accuracy_axis):
+        for axis in axes[0]:
             axis.axvline(0.0, color="0.5", linewidth=0.8)
             axis.legend()
         figure.suptitle(title or ", ".join(r.name for r in results))
@@ -46,8 +61,8 @@ def _grid(result, split: str, log_scale: bool) -> tuple[np.ndarray, np.ndarray, 
     x, y = np.meshgrid(result.axes["x"], result.axes["y"])
     z = _finite(result.values[f"{split}_loss"])
     if log_scale:
-        return x, y, np.log10(np.where(z > 0, z, np.nan)), f"log10 {split} loss"
-    return x, y, z, f"{split} loss"
+        return x, y, np.log10(np.where(z > 0, z, np.nan)), f"log10 {split} {loss_name(result)}"
+    return x, y, z, f"{split} {loss_name(result)}"
 
 
 def plot_contour(

@@ -23,7 +23,7 @@ from ..files import write_json
 from ..landscape.scans import LineScan
 from ..measures.sign_consistency import perturbed_names, sign_consistency, valley_asymmetry
 from ..plots.valleys import plot_asymmetry, plot_valley_curves
-from .common import Checkpoints, Session, evaluators_for, run_task, scanned_model, summary_head, trained_checkpoints
+from .common import Checkpoints, Session, evaluators_for, run_task, scanned_model, summary_head
 from .model_refs import scan_once
 
 METRICS = ("loss", "error")
@@ -59,12 +59,11 @@ def _asymmetric_valley(session: Session) -> dict[str, Any]:
     cfg, task, out = session.cfg, session.cfg.task, session.output_dir
     settings = check_settings(cfg)
     ratios, distributions, count, scan = settings["ratios"], settings["distributions"], settings["directions"], settings["scan"]
-    run = trained_checkpoints(session)
-    checkpoints = Checkpoints(session, run)
+    checkpoints = Checkpoints(session)
     model, theta, checkpoint_path = scanned_model(session, checkpoints)
     evaluators = evaluators_for(session, model)
     lambdas = scan.axes()["lambda"]
-    provenance = session.provenance(checkpoint=str(checkpoint_path), train_key=run.key, bn_mode=cfg.evaluation.bn_mode)
+    provenance = session.provenance(checkpoint=str(checkpoint_path), train_key=checkpoints.train_key, bn_mode=cfg.evaluation.bn_mode)
 
     rows = []  # one per (distribution, r, k): asymmetry of every split's loss and error, and the SSR
     examples: dict[str, dict[float, np.ndarray]] = {d: {} for d in distributions}

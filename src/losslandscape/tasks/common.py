@@ -16,12 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.splits import DataSplits
 from ..directions.context import DirectionContext
 from ..files import package_versions, stable_hash, write_json
-from ..sweeps import DeviceLease, finished_summary, lease_device
 from ..landscape.evaluator import Evaluator, ParamDict, parameters_of
 from ..landscape.point_workers import resolve_workers
+from ..losses import Loss, LossError, as_loss
+from ..models.building import build_model, output_size
+from ..sweeps import DeviceLease, finished_summary, lease_device
+from ..tracking.wandb_tracker import NullTracker
 from ..training.cache import TrainedRun, train_or_reuse
 from ..training.checkpoints import load_into_configured_model
-from ..tracking.wandb_tracker import NullTracker
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class Session:
     data: DataSplits
     tracker: Any
     lease: DeviceLease
+    loss: Loss = field(default_factory=as_loss)
 
     @property
     def is_main(self) -> bool:
@@ -65,12 +68,33 @@ def open_session(cfg: DictConfig) -> Session:
     cfg.cache_dir = to_absolute_path(str(cfg.cache_dir))
     torch.manual_seed(int(cfg.seed))
     data = instantiate(cfg.dataset)
+    loss = as_loss(instantiate(cfg.loss) if cfg.get("loss") is not None else None)
+    check_model_and_loss(cfg, data, loss)  # before any training: a model that does not build or fit fails here
     if distributed_rank() != 0 or cfg.logger is None or cfg.logger.get("_target_") is None:
         tracker = NullTracker()
     else:
         config = OmegaConf.to_container(cfg, resolve=True)
         tracker = instantiate(cfg.logger, _partial_=True)(output_dir=str(output_dir), run_config=config, **hydra_job())
-    return Session(cfg, output_dir, lease.device, data, tracker, lease)
+    return Session(cfg, output_dir, lease.device, data, tracker, lease, loss)
+
+
+def configured_model(cfg: DictConfig, data: DataSplits) -> torch.nn.Module:
+    """The configured architecture for this data, freshly initialized."""
+    return build_model(cfg.model, data.input_shape, output_size(data))
+
+
+def check_model_and_loss(cfg: DictConfig, data: DataSplits, loss: Loss) -> None:
+    """Build the model and run it on two training examples: its outputs must fit the data's targets
+    under the loss. Seconds of work that save a training run ending in a shape error."""
+    model = configured_model(cfg, data).eval()
+    x, y = data.train_x[:2], data.train_y[:2]
+    try:
+        with torch.no_grad():
+            outputs = model(x)
+    except Exception as error:  # the user's forward: one line saying what it was given
+        raise LossError(f"model {cfg.model._target_} fails on a batch of inputs {tuple(x.shape)} {x.dtype} of dataset "
+                        f"{data.name}: {type(error).__name__}: {error}") from error
+    loss.check(outputs, y, data.num_classes)
 
 
 def distributed_rank() -> int:
@@ -189,12 +213,26 @@ class Checkpoints:
     """Resolves checkpoint references (``init``, ``final``, ``epoch:N``, ``seed:S``, ``init_seed:S``,
     ``data_seed:S``, ``spawn:E:S``, a path) to parameters.
 
-    ``seed:S`` is this config trained with seed S on the same data split, through the cache.
+    ``seed:S`` is this config trained with seed S on the same data split, through the cache. The
+    config's own training runs only when a reference needs it: a task given ``checkpoint=FILE``
+    measures that file without training anything.
     """
 
     session: Session
-    run: TrainedRun
+    trained: TrainedRun | None = None
     _loaded: dict[str, ParamDict] = field(default_factory=dict)
+
+    @property
+    def run(self) -> TrainedRun:
+        """This config's trained checkpoints (trained now if the cache has none)."""
+        if self.trained is None:
+            self.trained = trained_checkpoints(self.session)
+        return self.trained
+
+    @property
+    def train_key(self) -> str | None:
+        """The training cache key, when this config's training was used."""
+        return None if self.trained is None else self.trained.key
 
     def path(self, ref: str) -> Path:
         if ref == "init":
@@ -221,12 +259,18 @@ class Checkpoints:
 
     def params(self, ref: str) -> ParamDict:
         if ref not in self._loaded:
-            data, cfg = self.session.data, self.session.cfg
-            model = load_into_configured_model(self.path(ref), cfg.model, data.input_shape, data.num_classes, self.session.device)
-            self._loaded[ref] = parameters_of(model)
+            self._loaded[ref] = parameters_of(self.model(ref))
         return self._loaded[ref]
 
+    def model(self, ref: str) -> torch.nn.Module:
+        """The configured model with the weights of ``ref`` (any supported file format)."""
+        return load_model(self.session, self.path(ref))
+
     def trajectory(self) -> list[ParamDict]:
+        """The saved training path in order: ``trajectory=GLOB`` (the user's own files, ordered by the
+        last number in each name) or this config's ``init`` and epoch checkpoints."""
+        if self.session.cfg.get("trajectory"):
+            return [parameters_of(load_model(self.session, path)) for path in trajectory_files(str(self.session.cfg.trajectory))]
         return [self.params(ref) for ref in ["init", *(f"epoch:{int(p.stem[6:])}" for p in self.run.epochs())]]
 
     def _other_seed(self, seed: int) -> TrainedRun:
@@ -248,7 +292,7 @@ def evaluators_for(session: Session, model: torch.nn.Module) -> dict[str, Evalua
             keep = torch.randperm(len(y), generator=generator)[: int(evaluation.subset)]
             x, y = x[keep], y[keep]
         evaluators[split] = Evaluator(model, x, y, evaluation.batch_size, evaluation.bn_mode, bn_x, evaluation.first_layer_mb,
-                                      evaluation.workers)
+                                      evaluation.workers, session.loss)
     return evaluators
 
 
@@ -257,8 +301,46 @@ def direction_context(session: Session, checkpoints: Checkpoints, theta: ParamDi
 
 
 def scanned_model(session: Session, checkpoints: Checkpoints) -> tuple[torch.nn.Module, ParamDict, Path]:
-    """The model every scan is centred on: ``checkpoint=...`` if given, else the cached final one."""
-    cfg, data = session.cfg, session.data
+    """The model every scan is centred on: ``checkpoint=...`` if given (nothing is trained for it),
+    else the cached final one."""
+    cfg = session.cfg
     path = checkpoints.path(str(cfg.checkpoint)) if cfg.checkpoint else checkpoints.run.final
-    model = load_into_configured_model(path, cfg.model, data.input_shape, data.num_classes, session.device)
+    model = load_model(session, path)
     return model, parameters_of(model), path
+
+
+def load_model(session: Session, path: Path) -> torch.nn.Module:
+    """The configured model on the session's device with the weights in ``path`` (any supported format)."""
+    cfg, data = session.cfg, session.data
+    return load_into_configured_model(path, cfg.model, data.input_shape, output_size(data), session.device,
+                                      cfg.get("checkpoint_prefix"))
+
+
+def trajectory_files(pattern: str) -> list[Path]:
+    """Checkpoint files matching ``pattern`` (a glob, or a folder: all its files), ordered by the last
+    number in each file name (``epoch_2.pt`` before ``epoch_10.pt``)."""
+    import glob
+
+    folder = Path(to_absolute_path(pattern))
+    paths = sorted(folder.iterdir()) if folder.is_dir() else [Path(p) for p in glob.glob(to_absolute_path(pattern))]
+    paths = [p for p in paths if p.is_file() or (p / "config.json").is_file()]
+    if not paths:
+        raise ValueError(f"trajectory={pattern!r} matches no checkpoint files: give a folder or a glob such as 'run/epoch_*.pt'")
+
+    def order(path: Path) -> tuple[int, str]:
+        numbers = re.findall(r"\d+", path.stem)
+        return (int(numbers[-1]) if numbers else -1, path.name)
+
+    return sorted(paths, key=order)
+
+
+def measured_at(evaluators: dict[str, Evaluator], theta: ParamDict, loss: Loss) -> dict[str, float]:
+    """Headline numbers of the measured model itself: ``{split}_loss`` and ``{split}_{metric}`` on the
+    evaluated splits (and the loss's extras, e.g. perplexity), so a summary never shows another model's numbers."""
+    numbers = {}
+    with torch.inference_mode():
+        for split, evaluator in evaluators.items():
+            values = dict(zip(evaluator.metric_names, evaluator.metrics(theta).tolist()))
+            numbers.update({f"{split}_{name}": value for name, value in values.items()})
+            numbers.update({f"{split}_{name}": value for name, value in loss.summary(values).items()})
+    return numbers

@@ -29,9 +29,9 @@ from ..hessian import (
     spectral_density,
     weight_names,
 )
-from ..landscape.evaluator import Evaluator
+from ..landscape.evaluator import Evaluator, as_dtype
 from ..plots.hessian import plot_hessian_lens, plot_spectral_density
-from .common import Checkpoints, Session, direction_context, run_task, scanned_model, summary_head, trained_checkpoints
+from .common import Checkpoints, Session, direction_context, run_task, scanned_model, summary_head
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -47,16 +47,16 @@ def _hessian(session: Session) -> dict[str, Any]:
     if h.eigen.method not in ("lanczos", "power"):
         raise ValueError(f"unknown hessian.eigen.method {h.eigen.method!r}: expected lanczos or power")
     direction_maker = instantiate(cfg.direction) if h.curvature.directions else None
-    run = trained_checkpoints(session)
-    checkpoints = Checkpoints(session, run)
+    checkpoints = Checkpoints(session)
     model, _, checkpoint_path = scanned_model(session, checkpoints)
     dtype = DTYPES[str(h.dtype)]
     model = model.to(dtype)
     theta = {n: p.detach().clone() for n, p in model.named_parameters()}
     x, y = session.data.split(str(h.split))
     evaluation = cfg.evaluation
-    bn_x = session.data.train_x[: int(evaluation.bn_examples)].to(dtype)
-    evaluator = Evaluator(model, x.to(dtype), y, evaluation.batch_size, evaluation.bn_mode, bn_x)
+    bn_x = as_dtype(session.data.train_x[: int(evaluation.bn_examples)], dtype)
+    evaluator = Evaluator(model, as_dtype(x, dtype), as_dtype(y, dtype), evaluation.batch_size, evaluation.bn_mode, bn_x,
+                          loss=session.loss)
     names = parameter_subset(theta, str(h.parameters))
     operator = HessianOperator.from_evaluator(evaluator, theta, names, str(h.hvp_mode), h.batches_per_term)
     seed, progress = int(h.seed), bool(cfg.progress)

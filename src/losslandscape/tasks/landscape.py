@@ -18,7 +18,7 @@ from ..landscape.scans import ScanResult
 from ..landscape.sharded import run_sharded_scan
 from ..landscape.shapes import classify_curve
 from ..plots.landscape import plot_contour, plot_curves, plot_ring, plot_surface
-from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head, trained_checkpoints
+from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, measured_at, scanned_model, summary_head
 
 
 def run_landscape(cfg: DictConfig) -> dict[str, Any]:
@@ -29,8 +29,7 @@ def _landscape(session: Session) -> dict[str, Any]:
     cfg, out = session.cfg, session.output_dir
     scans = [instantiate(node) for node in cfg.scan.values()]
     direction_maker = instantiate(cfg.direction)
-    run = trained_checkpoints(session)
-    checkpoints = Checkpoints(session, run)
+    checkpoints = Checkpoints(session)
     model, theta, checkpoint_path = scanned_model(session, checkpoints)
     evaluators = evaluators_for(session, model)
     context = direction_context(session, checkpoints, theta, evaluators_for_loss(evaluators))
@@ -48,7 +47,7 @@ def _landscape(session: Session) -> dict[str, Any]:
         session.tracker.log_files("directions", "direction", direction_files, recipe)
     provenance = session.provenance(
         checkpoint=str(checkpoint_path),
-        train_key=run.key,
+        train_key=checkpoints.train_key,
         direction=recipe,
         directions=[p.name for p in direction_files],
         bn_mode=cfg.evaluation.bn_mode,
@@ -76,13 +75,12 @@ def _landscape(session: Session) -> dict[str, Any]:
             entries[result.name]["figures"] = [str(f) for f in figures]
             session.tracker.log_scan(result, figures)
 
-    final = run.history[-1] if run.history else {}
     return {
         **summary_head(session, "landscape"),
         "checkpoint": str(checkpoint_path),
-        "reused_checkpoints": run.reused,
-        "train_accuracy": final.get("train/accuracy"),
-        "test_accuracy": final.get("test/accuracy"),
+        "reused_checkpoints": checkpoints.trained.reused if checkpoints.trained else None,
+        **measured_at(evaluators, theta, session.loss),
+        "loss": session.loss.describe(),
         "direction": recipe,
         "scans": entries,
     }

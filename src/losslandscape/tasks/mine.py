@@ -31,7 +31,7 @@ from ..landscape.shapes import classify_curve
 from ..mining.miner import DirectionMiner, MiningResult
 from ..plots.landscape import plot_contour, plot_curves, plot_surface
 from ..plots.mining import plot_mining_traces, plot_wine_bottle
-from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head, trained_checkpoints
+from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head
 from .landscape import label_curve
 
 INITS = ("gaussian", "hessian_bottom")
@@ -48,14 +48,13 @@ def _mine(session: Session) -> dict[str, Any]:
     objective = built(m.objective)  # validates the targets before training
     miner: DirectionMiner = built(m.miner)
     check_settings(m, cfg.evaluation)
-    run = trained_checkpoints(session)
-    checkpoints = Checkpoints(session, run)
+    checkpoints = Checkpoints(session)
     model, theta, checkpoint_path = scanned_model(session, checkpoints)
     evaluators = evaluators_for(session, model)
     evaluator = evaluators[str(m.split)]
     operator = HessianOperator(evaluator.loss, theta)  # curvature of the mined split's loss at theta
     context = direction_context(session, checkpoints, theta, evaluator.loss)
-    provenance = session.provenance(checkpoint=str(checkpoint_path), train_key=run.key, objective=objective.describe(),
+    provenance = session.provenance(checkpoint=str(checkpoint_path), train_key=checkpoints.train_key, objective=objective.describe(),
                                     bn_mode=cfg.evaluation.bn_mode, split=str(m.split))
     miner_settings = {"steps": miner.steps, "batch_size": miner.batch_size, "normalization": miner.normalization,
                       "bias_bn": miner.bias_bn, "scale": miner.scale, "init": str(m.init)}

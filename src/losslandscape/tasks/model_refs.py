@@ -23,8 +23,7 @@ from omegaconf import OmegaConf
 from ..landscape.evaluator import ParamDict, parameters_of
 from ..landscape.scans import ScanResult, run_scan, scan_fingerprint
 from ..training.cache import TrainedRun, train_or_reuse
-from ..training.checkpoints import load_into_configured_model
-from .common import Checkpoints, Session
+from .common import Checkpoints, Session, load_model
 
 FORMS = "init, final, epoch:N, seed:S, init_seed:S, data_seed:S, spawn:E:S or a checkpoint file"
 
@@ -83,7 +82,7 @@ class ModelRefs:
 
     def model(self, path: Path):
         cfg, data = self.session.cfg, self.session.data
-        return load_into_configured_model(path, cfg.model, data.input_shape, data.num_classes, self.session.device)
+        return load_model(self.session, path)
 
     def _variant_run(self, ref: str) -> TrainedRun | None:
         if match := re.fullmatch(r"(init_seed|data_seed):(\d+)", ref):

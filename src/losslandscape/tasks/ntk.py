@@ -24,8 +24,7 @@ from tqdm.auto import tqdm
 from ..files import read_npz, stable_hash, write_json, write_npz
 from ..measures.ntk import KERNELS, empirical_ntk, kernel_distance, kernel_velocities
 from ..plots.ntk import plot_kernel_distance_matrix, plot_kernel_dynamics
-from ..training.checkpoints import load_into_configured_model
-from .common import Checkpoints, Session, run_task, summary_head, trained_checkpoints
+from .common import Checkpoints, Session, load_model, run_task, summary_head, trained_checkpoints
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BN_POLICY = "eval: each checkpoint's own BatchNorm running statistics, dropout off"
@@ -125,7 +124,7 @@ def kernel_at(session: Session, checkpoint: Path, x: torch.Tensor, path: Path, f
         if provenance.get("fingerprint") == key:
             return torch.from_numpy(arrays["kernel"]), float(provenance["seconds"])
     cfg, task, data = session.cfg, session.cfg.task, session.data
-    model = load_into_configured_model(checkpoint, cfg.model, data.input_shape, data.num_classes, session.device).to(x.dtype)
+    model = load_model(session, checkpoint).to(x.dtype)
     start = time.perf_counter()
     chunk = None if task.example_chunk is None else int(task.example_chunk)
     kernel = empirical_ntk(model, x, str(task.kernel), example_chunk=chunk, max_jacobian_mb=float(task.max_jacobian_mb))

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from ..landscape.scans import LineScan, run_scan
 from ..landscape.shapes import SHAPES, classify_curve
 from ..plots.shapes import plot_shape_statistics
-from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head, trained_checkpoints
+from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head
 
 
 def run_shape_statistics(cfg) -> dict[str, Any]:
@@ -35,8 +35,7 @@ def _shape_statistics(session: Session) -> dict[str, Any]:
         raise ValueError(f"task.split={split} is not evaluated: evaluation.splits is {list(cfg.evaluation.splits)}")
     scan: LineScan = instantiate(cfg.scan.line)
     direction_maker = instantiate(cfg.direction)
-    run = trained_checkpoints(session)
-    checkpoints = Checkpoints(session, run)
+    checkpoints = Checkpoints(session)
     model, theta, checkpoint_path = scanned_model(session, checkpoints)
     evaluators = {split: evaluators_for(session, model)[split]}
     context = direction_context(session, checkpoints, theta, evaluators[split].loss)

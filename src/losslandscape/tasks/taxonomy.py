@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ..files import save_torch, stable_hash, write_json, write_npz
 from ..hessian import HessianOperator, hessian_eigenpairs, hutchinson_trace, hutchpp_trace
-from ..landscape.evaluator import Evaluator, parameters_of
+from ..landscape.evaluator import Evaluator, as_dtype, parameters_of
 from ..measures.mode_connectivity import (
     CurveTraining,
     bezier_point,
@@ -36,8 +35,7 @@ from ..measures.interpolation import barrier
 from ..measures.similarity import feature_layer, l2_distance, linear_cka, parameter_norm, penultimate_features
 from ..plots.taxonomy import plot_mode_connectivity
 from ..training.cache import training_config
-from ..training.checkpoints import load_into_configured_model
-from .common import Checkpoints, Session, run_task, summary_head, trained_checkpoints
+from .common import Checkpoints, Session, configured_model, load_model, run_task, summary_head, trained_checkpoints
 from .hessian import DTYPES, parameter_subset
 
 # The flat numbers of summary.json that task=phase_plot draws (mean over models, or over pairs).
@@ -59,7 +57,7 @@ def _taxonomy(session: Session) -> dict[str, Any]:
     run = trained_checkpoints(session)
     checkpoints = Checkpoints(session, run)
     paths = {seed: checkpoints.path("final" if seed == int(cfg.seed) else f"seed:{seed}") for seed in seeds}
-    models = {seed: load_into_configured_model(path, cfg.model, session.data.input_shape, session.data.num_classes, session.device)
+    models = {seed: load_model(session, path)
               for seed, path in paths.items()}
     progress = bool(cfg.progress)
 
@@ -130,7 +128,7 @@ def check_settings(session: Session) -> tuple[CurveTraining, list[int]]:
 
 
 def instantiate_model(session: Session) -> torch.nn.Module:
-    return instantiate(session.cfg.model, input_shape=session.data.input_shape, num_classes=session.data.num_classes)
+    return configured_model(session.cfg, session.data)
 
 
 def model_measures(session: Session, model: torch.nn.Module, seed: int) -> dict[str, Any]:
@@ -142,7 +140,7 @@ def model_measures(session: Session, model: torch.nn.Module, seed: int) -> dict[
     row: dict[str, Any] = {"seed": seed}
     for split in ("train", "test"):
         x, y = data.split(split)
-        evaluator = Evaluator(model, x, y, cfg.evaluation.batch_size, "eval", bn_x)  # the trained model with its own statistics
+        evaluator = Evaluator(model, x, y, cfg.evaluation.batch_size, "eval", bn_x, loss=session.loss)  # the trained model with its own statistics
         with torch.inference_mode():
             loss, accuracy = evaluator.metrics(theta).tolist()
         row[f"{split}_loss"], row[f"{split}_accuracy"] = loss, accuracy
@@ -160,8 +158,9 @@ def hessian_measures(session: Session, model: torch.nn.Module) -> dict[str, Any]
     model = _copy_to(model, dtype)
     theta = parameters_of(model)
     x, y = session.data.split(str(h.split))
-    bn_x = session.data.train_x[: int(cfg.evaluation.bn_examples)].to(dtype)
-    evaluator = Evaluator(model, x.to(dtype), y, cfg.evaluation.batch_size, cfg.evaluation.bn_mode, bn_x)
+    bn_x = as_dtype(session.data.train_x[: int(cfg.evaluation.bn_examples)], dtype)
+    evaluator = Evaluator(model, as_dtype(x, dtype), as_dtype(y, dtype), cfg.evaluation.batch_size, cfg.evaluation.bn_mode, bn_x,
+                          loss=session.loss)
     operator = HessianOperator.from_evaluator(evaluator, theta, parameter_subset(theta, str(h.parameters)), str(h.hvp_mode), h.batches_per_term)
     values, _, record = hessian_eigenpairs(operator, 1, "top", float(h.eigen.tol), int(h.eigen.max_steps), int(h.seed), progress=bool(cfg.progress))
     if int(h.trace.hutchpp_products) > 0:
@@ -191,7 +190,7 @@ def pair_measures(session, model_a, model_b, path_a, path_b, name, curve: CurveT
 
     def trained_control():
         control, record = train_bezier_control(model_a, theta_a, theta_b, x_train.to(session.device), y_train.to(session.device), curve,
-                                               folder / f"{name}-state.pt", control_key, progress)
+                                               folder / f"{name}-state.pt", control_key, progress, session.loss)
         record = {k: v for k, v in record.items() if k != "losses"} | {"loss_curve": record["losses"][:: max(1, len(record["losses"]) // 200)]}
         return control, record
 
@@ -205,7 +204,7 @@ def pair_measures(session, model_a, model_b, path_a, path_b, name, curve: CurveT
         started = time.perf_counter()
         x, y = session.data.split(str(task.curve.split))
         bn_x = session.data.train_x[: int(cfg.evaluation.bn_examples)]
-        evaluator = Evaluator(model_a, x, y, cfg.evaluation.batch_size, "recompute", bn_x)  # BN statistics re-estimated at every t
+        evaluator = Evaluator(model_a, x, y, cfg.evaluation.batch_size, "recompute", bn_x, loss=session.loss)  # BN statistics re-estimated at every t
         bezier = path_metrics(evaluator, lambda t: bezier_point(theta_a, control, theta_b, t), ts)
         linear = path_metrics(evaluator, lambda t: linear_point(theta_a, theta_b, t), ts)
         write_npz(out / "curves" / f"mode_connectivity_{name}.npz",

@@ -27,8 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data.splits import DataSplits
 from ..files import stable_hash, write_json
+from ..losses import Loss, as_loss
+from ..models.building import build_model, output_size
 from .checkpoints import save_checkpoint
-from .lightning import ClassifierModule, DataOrderSwitch, EpochCheckpointer, SplitsDataModule
+from .lightning import SupervisedModule, DataOrderSwitch, EpochCheckpointer, SplitsDataModule
 
 SEED_KEYS = ("init_seed", "data_seed")
 SPAWN_KEYS = ("spawn_epoch", "spawn_data_seed")
@@ -43,6 +45,7 @@ def training_config(cfg: DictConfig) -> dict[str, Any]:
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "train": canonical_train(cfg),
         "seed": int(cfg.seed),
+        **({"loss": OmegaConf.to_container(cfg.loss, resolve=True)} if cfg.get("loss") is not None else {}),
     }
 
 
@@ -148,7 +151,7 @@ def train_or_reuse(
 def _train(cfg, config, key, data, directory, device, logger, progress) -> list[dict[str, float]]:
     seeds = effective_seeds(cfg)
     pl.seed_everything(seeds["init_seed"], workers=True, verbose=False)
-    model = instantiate(cfg.model, input_shape=data.input_shape, num_classes=data.num_classes)
+    model = build_model(cfg.model, data.input_shape, output_size(data))
     metadata = {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -156,14 +159,14 @@ def _train(cfg, config, key, data, directory, device, logger, progress) -> list[
         "seed": config["seed"],
         "train_key": key,
         "input_shape": list(data.input_shape),
-        "num_classes": data.num_classes,
+        "num_classes": output_size(data),
     }
     directory.mkdir(parents=True, exist_ok=True)
     write_json(directory / "config.json", config)
     save_checkpoint(directory / "init.pt", model, {**metadata, "epoch": 0})
     train = cfg.train
-    module = ClassifierModule(
-        model, instantiate(train.optimizer), train.schedule, train.epochs, train.step_size, train.gamma
+    module = SupervisedModule(
+        model, instantiate(train.optimizer), train.schedule, train.epochs, train.step_size, train.gamma, training_loss(cfg)
     )
     checkpointer = EpochCheckpointer(directory, train.checkpoint_every, metadata)
     trainer = pl.Trainer(
@@ -191,6 +194,11 @@ def _train(cfg, config, key, data, directory, device, logger, progress) -> list[
     write_json(directory / "history.json", checkpointer.history)
     save_checkpoint(directory / "final.pt", model, {**metadata, "epoch": int(train.epochs), "metrics": checkpointer.history[-1] if checkpointer.history else {}})
     return checkpointer.history
+
+
+def training_loss(cfg: DictConfig) -> Loss:
+    """The configured loss (cross-entropy when the config has no ``loss`` group)."""
+    return as_loss(instantiate(cfg.loss) if cfg.get("loss") is not None else None)
 
 
 def spawn_switch(cfg: DictConfig, data: DataSplits, datamodule: SplitsDataModule) -> DataOrderSwitch | None:

@@ -1,4 +1,4 @@
-"""Lightning adapters: the classifier module, the in-memory data module, the epoch checkpointer."""
+"""Lightning adapters: the training module, the in-memory data module, the epoch checkpointer."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..data.splits import DataSplits
+from ..losses import Loss, as_loss
 from .checkpoints import save_checkpoint
 
 SCHEDULES = ("cosine", "step", "constant")
 
 
-class ClassifierModule(pl.LightningModule):
-    """Cross-entropy training of any ``nn.Module`` classifier; logs train/test loss and accuracy."""
+class SupervisedModule(pl.LightningModule):
+    """Trains any ``nn.Module`` on the configured loss (the one every measure reads, default
+    cross-entropy); logs train/test loss and the loss's metric (accuracy, R^2, ...)."""
 
     def __init__(
         self,
@@ -27,11 +28,13 @@ class ClassifierModule(pl.LightningModule):
         epochs: int = 1,
         step_size: int = 10,
         gamma: float = 0.1,
+        loss: Loss | None = None,
     ):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
         self.model = model
+        self.criterion = as_loss(loss)
         self.optimizer_factory = optimizer
         self.schedule, self.epochs, self.step_size, self.gamma = schedule, epochs, step_size, gamma
 
@@ -40,12 +43,15 @@ class ClassifierModule(pl.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
-        accuracy = (logits.argmax(dim=1) == y).float().mean()
+        outputs = self.model(x)
+        units = max(self.criterion.units(y), 1)
+        summed = self.criterion.sums(outputs, y) if self.criterion.metric else self.criterion.summed(outputs, y)[None]
+        loss = summed[0] / units
         on_step = split == "train"
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log(f"{split}/accuracy", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=units)
+        if self.criterion.metric:  # (an R^2 here uses the batch's own target variance: a training curve, not a measure)
+            metric = (self.criterion.for_split(y).sums(outputs, y)[1] if self.criterion.metric == "r2" else summed[1]) / units
+            self.log(f"{split}/{self.criterion.metric}", metric.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=units)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -136,7 +142,7 @@ class EpochCheckpointer(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith(("loss_epoch", "accuracy")) or k == "test/loss"}
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith(("loss_epoch", "accuracy", "r2")) or k == "test/loss"}
         metrics = {k.replace("_epoch", ""): v for k, v in metrics.items()}
         self.history.append({"epoch": epoch, **metrics})
         if epoch % self.every == 0 or epoch == trainer.max_epochs:
