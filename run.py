@@ -1,11 +1,17 @@
 """Command-line entry point: `python run.py [group=option ...] [key=value ...]`; `--help` lists the groups."""
 
+import os
+import sys
+
 import hydra
 import torch
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from losslandscape.allocator import keep_freed_memory
+
+# the user's own modules (model=custom model._target_=my_models.Net, loss.fn=...) import from the launch directory
+sys.path.insert(0, os.getcwd())
 
 # `${gpu_slots:}`: how many jobs the local parallel launcher runs at once (one per GPU)
 OmegaConf.register_new_resolver("gpu_slots", lambda: max(torch.cuda.device_count(), 1), replace=True)

@@ -47,7 +47,7 @@ def test_checkpoint_of_another_architecture_is_explained(cnn_checkpoint):
         load_into_configured_model(path, OmegaConf.create(MLP_CFG), (1, 8, 8), 10)
     message = str(error.value)
     assert "was trained with model losslandscape.models.cnn.SmallCNN and does not fit MLP" in message
-    assert "Configure the model it was trained with" in message
+    assert "Configure the model the weights were saved from" in message
 
 
 def test_checkpoint_of_another_dataset_shape_is_explained(cnn_checkpoint):

@@ -55,8 +55,11 @@ def conv_out_channels(model: nn.Module) -> list[int]:
 # ---------------------------------------------------------------- configs
 
 
-def test_model_configs_are_exactly_the_six_options():
-    assert sorted(p.stem for p in MODEL_CONF_DIR.glob("*.yaml")) == CONFIG_NAMES
+ADAPTERS = ["custom", "hf"]  # the user's own module by _target_, and Hugging Face transformers (tests/test_own_model.py)
+
+
+def test_model_configs_are_exactly_the_six_architectures_and_the_adapters():
+    assert sorted(p.stem for p in MODEL_CONF_DIR.glob("*.yaml")) == sorted(CONFIG_NAMES + ADAPTERS)
 
 
 @pytest.mark.parametrize("config_name", CONFIG_NAMES)

@@ -12,6 +12,7 @@ outputs and the data's targets fit it (:meth:`Loss.check`), with one line saying
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -135,7 +136,7 @@ class TokenCrossEntropy(Loss):
                             f"{int(counted.max())}; give the model the data's vocabulary size")
 
     def summary(self, means):
-        return {"perplexity": float(torch.tensor(means["loss"]).exp())}
+        return {"perplexity": math.exp(means["loss"])}
 
     def describe(self):
         return {**super().describe(), "ignore_index": self.ignore_index}

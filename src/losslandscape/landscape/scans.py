@@ -194,6 +194,18 @@ class ScanResult:
         values = {k: v for k, v in arrays.items() if not k.startswith("axis_")}
         return cls(provenance["kind"], provenance["name"], axes, values, provenance)
 
+    def plot(self, stem: str | Path, split: str | None = None, log_scale: bool = False) -> list[Path]:
+        """The CLI's figures of this result (curve; contour and 3D surface; rings) at ``stem``.png/.pdf."""
+        from ..plots.landscape import plot_contour, plot_curves, plot_ring, plot_surface
+
+        stem, split = Path(stem), split or self.provenance.get("splits", ["train"])[0]
+        if self.kind in ("line", "interpolation"):
+            return plot_curves([self], stem, log_scale=log_scale, xlabel="t" if self.kind == "interpolation" else r"$\lambda$")
+        if self.kind == "ring":
+            return plot_ring(self, stem, split, log_scale)
+        return (plot_contour(self, stem.with_name(stem.name + "_contour"), split, log_scale=log_scale)
+                + plot_surface(self, stem.with_name(stem.name + "_surface"), split, log_scale))
+
     def center_value(self, key: str) -> float:
         """The value at the grid point nearest to the origin (theta itself when 0 is on the grid).
 

@@ -174,6 +174,14 @@ class _AlreadyEvaluated:
     def __len__(self) -> int:
         return len(self.evaluator)
 
+    @property
+    def criterion(self):
+        return self.evaluator.criterion
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return self.evaluator.metric_names
+
     def metrics_at(self, *args, **kwargs):
         raise RuntimeError(
             "run_scan ignored the gathered values of the sharded scan: scans.run_scan's fingerprint "

@@ -18,12 +18,12 @@ def _finite(values: np.ndarray) -> np.ndarray:
 
 def loss_name(result) -> str:
     """The measured loss as an axis says it ("cross-entropy loss", "mean squared error"), from the file."""
-    return result.provenance.get("loss", {}).get("name", "cross-entropy loss")
+    return getattr(result, "provenance", {}).get("loss", {}).get("name", "cross-entropy loss")
 
 
 def metric_name(result) -> str | None:
     """The loss's second number stored in the result (``accuracy``, ``r2``, ...), or None."""
-    return result.provenance.get("loss", {}).get("metric", "accuracy")
+    return getattr(result, "provenance", {}).get("loss", {}).get("metric", "accuracy")
 
 
 def plot_curves(

@@ -23,7 +23,7 @@ from ..files import write_json
 from ..landscape.scans import LineScan
 from ..measures.sign_consistency import perturbed_names, sign_consistency, valley_asymmetry
 from ..plots.valleys import plot_asymmetry, plot_valley_curves
-from .common import Checkpoints, Session, evaluators_for, run_task, scanned_model, summary_head
+from .common import Checkpoints, Session, evaluators_for, require_accuracy, run_task, scanned_model, summary_head
 from .model_refs import scan_once
 
 METRICS = ("loss", "error")
@@ -56,6 +56,7 @@ def check_settings(cfg) -> dict[str, Any]:
 
 
 def _asymmetric_valley(session: Session) -> dict[str, Any]:
+    require_accuracy(session, "asymmetric_valley")
     cfg, task, out = session.cfg, session.cfg.task, session.output_dir
     settings = check_settings(cfg)
     ratios, distributions, count, scan = settings["ratios"], settings["distributions"], settings["directions"], settings["scan"]

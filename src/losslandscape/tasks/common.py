@@ -78,6 +78,13 @@ def open_session(cfg: DictConfig) -> Session:
     return Session(cfg, output_dir, lease.device, data, tracker, lease, loss)
 
 
+def require_accuracy(session: Session, task: str) -> None:
+    """Tasks that report classification error need a loss whose metric is an accuracy."""
+    if session.loss.metric != "accuracy":
+        raise LossError(f"task={task} measures classification error (1 - accuracy), but the {session.loss.name} "
+                        f"has metric {session.loss.metric}; use loss=cross_entropy, bce or token_cross_entropy")
+
+
 def configured_model(cfg: DictConfig, data: DataSplits) -> torch.nn.Module:
     """The configured architecture for this data, freshly initialized."""
     return build_model(cfg.model, data.input_shape, output_size(data))

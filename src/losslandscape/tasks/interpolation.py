@@ -26,7 +26,7 @@ from ..measures.interpolation import barriers, check_end_points, path_direction
 from ..measures.similarity import l2_distance
 from ..measures.sign_consistency import sign_consistency, sign_consistency_report
 from ..plots.valleys import plot_interpolation
-from .common import Checkpoints, Session, evaluators_for, run_task, summary_head, trained_checkpoints
+from .common import Checkpoints, Session, evaluators_for, require_accuracy, run_task, summary_head, trained_checkpoints
 from .model_refs import ModelRefs, scan_once
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ def interpolate(session: Session, refs: ModelRefs, name: str, ref_a: str, ref_b:
 
 
 def _interpolation(session: Session) -> dict[str, Any]:
+    require_accuracy(session, "interpolation")
     cfg, out = session.cfg, session.output_dir
     grid, pairs = check_grid(cfg), check_pairs(cfg)
     run = trained_checkpoints(session)

@@ -15,7 +15,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..plots.valleys import plot_spawning_barrier, plot_spawning_curves
-from .common import Checkpoints, Session, run_task, summary_head, trained_checkpoints
+from .common import Checkpoints, Session, require_accuracy, run_task, summary_head, trained_checkpoints
 from .interpolation import check_grid, interpolate
 from .model_refs import ModelRefs
 
@@ -40,6 +40,7 @@ def check_settings(cfg) -> tuple[list[int], list[int]]:
 
 
 def _spawning(session: Session) -> dict[str, Any]:
+    require_accuracy(session, "spawning")
     cfg, out = session.cfg, session.output_dir
     spawn_epochs, children = check_settings(cfg)
     grid = check_grid(cfg, "spawning")

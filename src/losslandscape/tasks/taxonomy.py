@@ -35,7 +35,7 @@ from ..measures.interpolation import barrier
 from ..measures.similarity import feature_layer, l2_distance, linear_cka, parameter_norm, penultimate_features
 from ..plots.taxonomy import plot_mode_connectivity
 from ..training.cache import training_config
-from .common import Checkpoints, Session, configured_model, load_model, run_task, summary_head, trained_checkpoints
+from .common import Checkpoints, Session, configured_model, load_model, require_accuracy, run_task, summary_head, trained_checkpoints
 from .hessian import DTYPES, parameter_subset
 
 # The flat numbers of summary.json that task=phase_plot draws (mean over models, or over pairs).
@@ -52,6 +52,7 @@ def run_taxonomy(cfg) -> dict[str, Any]:
 
 
 def _taxonomy(session: Session) -> dict[str, Any]:
+    require_accuracy(session, "taxonomy")
     cfg, task, out = session.cfg, session.cfg.task, session.output_dir
     curve, seeds = check_settings(session)
     run = trained_checkpoints(session)
