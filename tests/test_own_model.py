@@ -77,8 +77,8 @@ def test_user_model_file_through_the_cli_landscape_hessian_and_mine(user_models)
                "model._target_=my_models.TinyNet", "+model.width=8", "train.epochs=2", "scan=line", "scan.line.points=5",
                "evaluation.splits=[train]", "hessian.eigen.top_k=2", "hessian.trace.hutchinson_samples=3",
                "hessian.trace.hutchpp_products=6", "hessian.density.runs=1", "hessian.density.steps=5",
-               "hessian.curvature.directions=1", "mining.runs=1", "mining.miner.steps=3", "mining.scan_points=7",
-               "progress=false", "logger=none", "hydra.sweep.dir=sweep", "cache_dir=cache"]
+               "hessian.curvature.directions=1", "mining.runs=1", "mining.miner.steps=3", "mining.scan_points=11",
+               "mining.plane_points=5", "progress=false", "logger=none", "hydra.sweep.dir=sweep", "cache_dir=cache"]
     result = subprocess.run(command, cwd=user_models, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = {s["task"]: s for s in (json.loads((user_models / "sweep" / str(i) / "summary.json").read_text()) for i in range(3))}
@@ -86,7 +86,7 @@ def test_user_model_file_through_the_cli_landscape_hessian_and_mine(user_models)
     assert summaries["landscape"]["model"] == "my_models.TinyNet"
     # 64*8 + 8 + 8*10 + 10 parameters: the user's width reached their constructor
     assert summaries["hessian"]["hessian"]["parameters"] == 64 * 8 + 8 + 8 * 10 + 10
-    assert len(summaries["mine"]["runs"]) == 1
+    assert len(summaries["mine"]["mining"]["runs"]) == 1
 
 
 def test_constructor_gets_data_shape_only_when_it_asks(user_models):
@@ -124,7 +124,7 @@ TASKS = {
     "shape_statistics": ["task.directions=2", "scan.line.points=5"],
     "hessian": ["hessian.eigen.top_k=2", "hessian.trace.hutchinson_samples=3", "hessian.trace.hutchpp_products=6",
                 "hessian.density.runs=1", "hessian.density.steps=5", "hessian.curvature.directions=1"],
-    "mine": ["mining.runs=1", "mining.miner.steps=3", "mining.scan_points=7", "evaluation.splits=[train]"],
+    "mine": ["mining.runs=1", "mining.miner.steps=3", "mining.scan_points=11", "mining.plane_points=5", "evaluation.splits=[train]"],
     "asymmetric_valley": ["task.ratios=[0,1]", "task.distributions=[gaussian]", "task.directions=1", "task.points=5"],
     "interpolation": ["task.points=5", "task.pairs=[[seeds,final,seed:1]]"],
     "spawning": ["task.spawn_epochs=[1]", "task.points=5"],
@@ -149,7 +149,7 @@ def _run(cfg):
 
 def test_figures_gallery_of_a_user_model(user_models, tmp_path, tiny_config):
     experiments = tmp_path / "experiments"
-    recipe = tiny_config(*MOONS, "experiment=fig_v_basin", f"output_dir={experiments / 'fig_v_basin' / 'moons-custom'}")
+    recipe = tiny_config(*MOONS, "experiment=fig_v_basin", "scan=line", f"output_dir={experiments / 'fig_v_basin' / 'moons-custom'}")
     _run(recipe)
     summary = _run(tiny_config("task=figures", f"task.experiments_dir={experiments}", "task.variant=moons-custom",
                                f"output_dir={tmp_path / 'gallery'}"))
@@ -292,7 +292,7 @@ def test_user_loss_function_by_name_matches_hand_computed(tmp_path, monkeypatch)
 # ---------------------------------------------------------------- Hugging Face: a tiny GPT-2
 
 
-def tiny_gpt2(vocab: int = 11, embed: int = 8):
+def tiny_gpt2(vocab: int = 11, embed: int = 4):
     from losslandscape.models.hf import build_hf_model
 
     torch.manual_seed(0)
@@ -338,7 +338,7 @@ def test_gpt2_hessian_top_eigenvalues_match_torch_func_hessian():
 
     # autograd's dense Hessian: torch.func's transforms (hessian, jacrev of jacrev) give a matrix that is not
     # even symmetric on this GPT-2 in torch 2.13 (H - H^T up to 0.08), so they cannot be the reference here
-    dense = torch.autograd.functional.hessian(loss, flat)
+    dense = torch.autograd.functional.hessian(loss, flat, vectorize=True)
     assert torch.allclose(dense, dense.T, rtol=0, atol=1e-12)
     exact = torch.linalg.eigvalsh(dense).flip(0)[:3].numpy()
     np.testing.assert_allclose(result["top_eigenvalues"], exact, rtol=1e-6)

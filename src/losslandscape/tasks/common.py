@@ -192,9 +192,13 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
 
     model = summary.get("model", "").rsplit(".", 1)[-1]
     lines = [f"== {summary['task']}" + (f": {model} on {summary['dataset']}" if summary.get("dataset") else "")]
-    if "train_accuracy" in summary:
-        reused = " (reused cached checkpoints)" if summary.get("reused_checkpoints") else ""
-        lines.append(f"   accuracy: train {percent(summary['train_accuracy'])}, test {percent(summary['test_accuracy'])}{reused}")
+    reused = " (reused cached checkpoints)" if summary.get("reused_checkpoints") else ""
+    for metric in ("accuracy", "r2", "perplexity", "loss"):
+        measured = {split: summary[f"{split}_{metric}"] for split in ("train", "test") if f"{split}_{metric}" in summary}
+        if measured:
+            shown = ", ".join(f"{split} {percent(v) if metric == 'accuracy' else f'{v:.4g}'}" for split, v in measured.items())
+            lines.append(f"   {metric}: {shown}{reused}")
+            reused = ""
     if "fractions" in summary:
         shares = ", ".join(f"{label} {100 * share:.0f} %" for label, share in summary["fractions"].items() if share > 0)
         lines.append(f"   shapes of {summary['directions']} curves ({summary['split']} loss): {shares}")
