@@ -323,23 +323,11 @@ def test_token_cross_entropy_on_gpt2_matches_f_cross_entropy():
     assert TokenCrossEntropy().summary({"loss": loss})["perplexity"] == pytest.approx(float(np.exp(loss)), rel=1e-9)
 
 
-def test_gpt2_hessian_top_eigenvalues_match_torch_func_hessian():
+def test_gpt2_hessian_top_eigenvalues_match_the_dense_hessian():
     model = tiny_gpt2().double()
     x, y = token_data()
     result = ll.hessian(model, (x, y), loss=TokenCrossEntropy(), top_k=3, tol=1e-10)
-    theta = parameters_of(model)
-    evaluator = Evaluator(model, x, y, loss=TokenCrossEntropy())
-    names, shapes = list(theta), [v.shape for v in theta.values()]
-    flat = torch.cat([v.reshape(-1) for v in theta.values()])
-
-    def loss(vector):
-        parts = torch.split(vector, [int(np.prod(s)) for s in shapes])
-        return evaluator.loss({n: p.view(s) for n, p, s in zip(names, parts, shapes)})
-
-    # autograd's dense Hessian: torch.func's transforms (hessian, jacrev of jacrev) give a matrix that is not
-    # even symmetric on this GPT-2 in torch 2.13 (H - H^T up to 0.08), so they cannot be the reference here
-    dense = torch.autograd.functional.hessian(loss, flat, vectorize=True)
-    assert torch.allclose(dense, dense.T, rtol=0, atol=1e-12)
+    dense = dense_hessian(model, x, y, TokenCrossEntropy())
     exact = torch.linalg.eigvalsh(dense).flip(0)[:3].numpy()
     np.testing.assert_allclose(result["top_eigenvalues"], exact, rtol=1e-6)
 
@@ -354,3 +342,59 @@ def test_gpt2_line_and_plane_through_the_python_api(tmp_path):
     plane = ll.scan(model, (x, y), loss=TokenCrossEntropy(), directions=2, grid=(3, 3))
     assert plane.values["train_loss"].shape == (3, 3) and np.isfinite(plane.values["train_loss"]).all()
     assert [p.suffix for p in plane.plot(tmp_path / "plane")] == [".png", ".pdf", ".png", ".pdf"]
+
+
+def test_hf_model_directory_loads_locally_and_as_checkpoint(tmp_path, tiny_config):
+    """model=hf model.path=DIR reads a save_pretrained folder (no download); checkpoint=DIR loads its weights."""
+    from losslandscape.models.hf import build_hf_model
+
+    saved = tiny_gpt2()
+    saved.model.save_pretrained(tmp_path / "gpt2-tiny")
+    loaded = build_hf_model("causal_lm", path=str(tmp_path / "gpt2-tiny"))
+    x, _ = token_data()
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), saved(x), atol=1e-6)
+    fresh = load_into_configured_model(tmp_path / "gpt2-tiny", OmegaConf.create(
+        {"_target_": "losslandscape.models.hf.build_hf_model", "architecture": "gpt2",
+         "config": {"n_layer": 1, "n_head": 2, "n_embd": 4, "n_positions": 6}}), (6,), 11)
+    with torch.no_grad():
+        assert torch.allclose(fresh(x), saved(x), atol=1e-6)  # tied lm_head restored through the embedding
+    with pytest.raises(ModelError, match="is not a local Hugging Face model directory"):
+        build_hf_model("causal_lm", path=str(tmp_path / "missing"))
+
+
+def test_tiny_bert_classifier_line_hessian_and_trace():
+    from losslandscape.models.hf import build_hf_model
+
+    torch.manual_seed(0)
+    model = build_hf_model("sequence_classification", architecture="bert", num_classes=3, config={
+        "vocab_size": 13, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8,
+        "max_position_embeddings": 8, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    x = torch.randint(0, 13, (10, 5), generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 3, (10,), generator=torch.Generator().manual_seed(2))
+    line = ll.scan(model, (x, y), grid=5)
+    with torch.no_grad():
+        assert line.center_value("train_loss") == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-5)
+    spectrum = ll.hessian(model, (x, y), top_k=2, trace_samples=40, tol=1e-10)
+    dense = dense_hessian(model.double(), x, y, CrossEntropy())
+    np.testing.assert_allclose(spectrum["top_eigenvalues"], torch.linalg.eigvalsh(dense).flip(0)[:2].numpy(), rtol=1e-6)
+    trace = spectrum["trace"]
+    assert abs(trace["estimate"] - float(dense.trace())) < 4 * trace["standard_error"]
+
+
+def dense_hessian(model, x, y, loss) -> torch.Tensor:
+    """The exact Hessian of the mean loss over all parameters, by autograd (independent of Lanczos)."""
+    theta = parameters_of(model)
+    evaluator = Evaluator(model, x, y, loss=loss)
+    names, shapes = list(theta), [v.shape for v in theta.values()]
+    flat = torch.cat([v.reshape(-1) for v in theta.values()])
+
+    def mean_loss(vector):
+        parts = torch.split(vector, [int(np.prod(s)) for s in shapes])
+        return evaluator.loss({n: p.view(s) for n, p, s in zip(names, parts, shapes)})
+
+    # autograd's dense Hessian: torch.func's transforms (hessian, jacrev of jacrev) give a matrix that is not
+    # even symmetric on this GPT-2 in torch 2.13 (H - H^T up to 0.08), so they cannot be the reference here
+    dense = torch.autograd.functional.hessian(mean_loss, flat, vectorize=True)
+    assert torch.allclose(dense, dense.T, rtol=0, atol=1e-12)
+    return dense

@@ -49,7 +49,7 @@ def build_hf_model(task: str = "causal_lm", path: str | None = None, config: dic
     auto = getattr(transformers, TASKS[task])
     if path is not None:
         try:
-            model = auto.from_pretrained(str(path), local_files_only=True)
+            model = auto.from_pretrained(str(path), local_files_only=True, attn_implementation="eager")
         except OSError as error:
             raise ModelError(f"model.path={path} is not a local Hugging Face model directory (config.json and weights): {error}") from error
     else:
@@ -59,5 +59,6 @@ def build_hf_model(task: str = "causal_lm", path: str | None = None, config: dic
         if num_classes is not None:
             settings.setdefault("vocab_size" if task == "causal_lm" else "num_labels", int(num_classes))
         model = auto.from_config(transformers.AutoConfig.for_model(architecture, **settings), attn_implementation="eager")
+    # eager attention: the fused kernels have no double backward (Hessian-vector products need one);
     # dropout off: a landscape is a function of the parameters alone
     return HFLogits(model.eval(), pixel_inputs=task == "image_classification")
