@@ -14,6 +14,7 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.splits import DataSplits
+from ..errors import ConfigError
 from ..directions.context import DirectionContext
 from ..files import package_versions, stable_hash, write_json
 from ..sweeps import DeviceLease, finished_summary, lease_device
@@ -22,6 +23,7 @@ from ..landscape.point_workers import resolve_workers
 from ..training.cache import TrainedRun, train_or_reuse
 from ..training.checkpoints import load_into_configured_model
 from ..tracking.wandb_tracker import NullTracker
+from ..validation import check_with_data, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,12 @@ def open_session(cfg: DictConfig) -> Session:
     output_dir.mkdir(parents=True, exist_ok=True)
     cfg.cache_dir = to_absolute_path(str(cfg.cache_dir))
     torch.manual_seed(int(cfg.seed))
-    data = instantiate(cfg.dataset)
+    try:
+        data = instantiate(cfg.dataset)
+        check_with_data(cfg, data)  # the model fits the data, checkpoint= fits the model: before any training
+    except BaseException:
+        lease.release()
+        raise
     if distributed_rank() != 0 or cfg.logger is None or cfg.logger.get("_target_") is None:
         tracker = NullTracker()
     else:
@@ -131,6 +138,7 @@ def run_task(cfg: DictConfig, body) -> dict[str, Any]:
     A job that already finished in its output directory with the same config is skipped, so a
     restarted sweep only runs what is missing (``resume=false`` runs it again).
     """
+    validate_config(cfg)  # every setting, all problems at once, before the session loads data or trains
     config_hash = stable_hash(OmegaConf.to_container(cfg, resolve=True))
     if cfg.resume and (done := finished_summary(to_absolute_path(str(cfg.output_dir)), config_hash)):
         print(f"== {done['task']}: already finished in {cfg.output_dir}, skipped (resume=false runs it again)")
@@ -205,7 +213,7 @@ class Checkpoints:
             path = self.run.directory / f"epoch_{int(match[1]):03d}.pt"
             if not path.is_file():
                 saved = ", ".join(f"epoch:{int(p.stem[6:])}" for p in self.run.epochs())
-                raise ValueError(f"no checkpoint {ref} in {self.run.directory}; saved: {saved}")
+                raise ConfigError(f"no checkpoint {ref} in {self.run.directory}; saved: {saved}")
             return path
         if match := re.fullmatch(r"seed:(\d+)", ref):
             return self._other_seed(int(match[1])).final
@@ -215,7 +223,7 @@ class Checkpoints:
             return ModelRefs(self.session, self).resolve(ref).checkpoint
         path = Path(to_absolute_path(ref))
         if not path.is_file():
-            raise ValueError(f"checkpoint reference {ref!r} is neither init, final, epoch:N, seed:S, init_seed:S, data_seed:S, "
+            raise ConfigError(f"checkpoint reference {ref!r} is neither init, final, epoch:N, seed:S, init_seed:S, data_seed:S, "
                              "spawn:E:S nor an existing file")
         return path
 

@@ -12,12 +12,13 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 
+from ..errors import UserError
 from ..files import save_torch
 
 FORMAT = "losslandscape-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable, or does not fit the model it is loaded into."""
 
 
@@ -34,7 +35,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+        # not torch's own text: it advises weights_only=False, which would run any code in the file
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(error).__name__}): it is corrupt or not a tensors-only torch file; "
+            "give a checkpoint written by `python run.py task=train` (code in a file is never executed)"
+        ) from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a losslandscape checkpoint (expected format {FORMAT!r}); "
