@@ -408,7 +408,7 @@ TARGET_SCHEMA: dict[str, dict[str, Rule]] = {
         "cka.split": one_of(*SPLITS), "cka.examples": integer(2, null=True),
     },
     TASKS + "figures.run_figures": {"columns": integer(1)},
-    TASKS + "phase_plot.run_phase_plot": {"sweep_dir": existing_path("folder", null=True), "load": text(), "temperature": text()},
+    TASKS + "phase_plot.run_phase_plot": {"load": text(), "temperature": text()},  # sweep_dir: the task says how to make it
 }
 
 
@@ -529,9 +529,12 @@ def check_with_data(cfg: DictConfig, data: Any) -> None:
                           f"{classes} classes): {str(cause).splitlines()[0]}; choose a model for this dataset") from error
     problems = []
     if cfg.checkpoint and Path(absolute(str(cfg.checkpoint))).exists():
-        from .training.checkpoints import load_into_configured_model
+        from .training.checkpoints import CheckpointError, load_into_configured_model
 
-        load_into_configured_model(absolute(str(cfg.checkpoint)), cfg.model, shape, classes)  # a CheckpointError says why not
+        try:
+            load_into_configured_model(absolute(str(cfg.checkpoint)), cfg.model, shape, classes)
+        except CheckpointError as error:
+            problems.append(f"checkpoint={cfg.checkpoint}: {error}")
     parameters = dict(model.named_parameters())
     if str(cfg.direction.get("_target_", "")).endswith("FileDirection"):
         problems += direction_file_problems(cfg.direction.paths, parameters)
