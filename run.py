@@ -2,6 +2,7 @@
 
 import os
 import sys
+from pathlib import Path
 
 import hydra
 import torch
@@ -9,6 +10,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from losslandscape.allocator import keep_freed_memory
+from losslandscape.validation import check_command_line, exit_on_user_error
 
 # the user's own modules (model=custom model._target_=my_models.Net, loss.fn=...) import from the launch directory
 sys.path.insert(0, os.getcwd())
@@ -20,8 +22,11 @@ OmegaConf.register_new_resolver("gpu_slots", lambda: max(torch.cuda.device_count
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     keep_freed_memory()  # CPU scans: no page faults for the same activations at every grid point
-    get_method(cfg.task._target_)(cfg)
+    # a user's mistake ends the job with its message and exit code 2; Hydra would print a traceback
+    exit_on_user_error(lambda: get_method(cfg.task._target_)(cfg))
 
 
 if __name__ == "__main__":
+    # Hydra reports a key typo at compose time, before main runs: compose once first to suggest the closest key
+    exit_on_user_error(lambda: check_command_line(str(Path(__file__).parent / "conf"), "config", sys.argv[1:]))
     main()

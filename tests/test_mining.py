@@ -193,11 +193,11 @@ def test_ring_mining_on_the_default_model_gives_the_wine_bottle_bottom(mine_conf
 def test_mining_settings_are_checked_before_any_training(tiny_config, tmp_path):
     with pytest.raises(ValueError, match="mining.init"):
         run_mine(tiny_config(*MINE_TINY, "mining.init=hessian_top"))
-    with pytest.raises(ValueError, match="mining.split=test is not evaluated"):
+    with pytest.raises(ValueError, match=r"mining.split=test: not evaluated; add it to evaluation.splits \(now \[train\]\)"):
         run_mine(tiny_config(*MINE_TINY, "mining.split=test"))
     with pytest.raises(ValueError, match="kind must be low or high"):
         run_mine(tiny_config(*MINE_TINY, "mining=template", "mining.objective.targets=[[0.5,deep]]"))
-    with pytest.raises(ValueError, match="mining distance a must be a positive"):
+    with pytest.raises(ValueError, match="mining.objective.a=0: expected a number > 0"):
         run_mine(tiny_config(*MINE_TINY, "mining=ring", "mining.objective.a=0"))
     with pytest.raises(ValueError, match="choose a preset"):
         run_mine(tiny_config(*MINE_TINY, "mining=base"))

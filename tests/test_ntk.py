@@ -170,13 +170,13 @@ def test_ntk_task_resumes_from_its_kernel_files_and_gives_the_same_numbers(tiny_
 
 
 @pytest.mark.parametrize("override,message", [
-    ("task.kernel=diagonal", "task.kernel='diagonal' is unknown"),
-    ("task.examples=0", r"task.examples must be an integer in \[1, "),
+    ("task.kernel=diagonal", "task.kernel=diagonal: expected one of full, trace, sum"),
+    ("task.examples=0", "task.examples=0: expected an integer >= 1"),
     ("task.examples=100000", r"task.examples must be an integer in \[1, "),
-    ("task.split=valid", "task.split='valid' is unknown"),
-    ("task.dtype=float16", "task.dtype='float16' is unknown"),
-    ("task.example_chunk=0", "task.example_chunk must be a positive integer or null"),
-    ("checkpoint=final.pt", "unset checkpoint"),
+    ("task.split=valid", "task.split=valid: expected one of train, test"),
+    ("task.dtype=float16", "task.dtype=float16: expected one of float32, float64"),
+    ("task.example_chunk=0", "task.example_chunk=0: expected an integer >= 1 or null"),
+    ("checkpoint=final.pt", "checkpoint=final.pt: task=ntk uses the cached training runs; set checkpoint=null"),
 ])  # fmt: skip
 def test_ntk_task_rejects_bad_settings_before_training(tiny_config, override, message):
     cfg = tiny_config(*SMALL_CNN, override)

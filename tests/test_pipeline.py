@@ -134,7 +134,7 @@ def test_unknown_option_names_the_choices(tmp_path):
 
 def test_bad_values_fail_before_training(tiny_config):
     cfg = tiny_config("scan.line.points=1")
-    with pytest.raises(InstantiationException, match="line scan 'line' needs at least 2 points, got 1"):
+    with pytest.raises(ValueError, match="scan.line.points=1: expected an integer >= 2"):
         run_landscape(cfg)
     assert not Path(cfg.cache_dir).exists()
 

@@ -195,7 +195,7 @@ def test_workers_on_a_gpu_are_refused_with_the_alternatives():
 
 def test_a_bad_worker_setting_fails_before_training(tiny_config):
     cfg = tiny_config("evaluation.workers=zero")
-    with pytest.raises(ValueError, match="evaluation.workers must be 'auto' or a positive integer, got 'zero'"):
+    with pytest.raises(ValueError, match="evaluation.workers=zero: expected auto or an integer >= 1"):
         run_landscape(cfg)
     assert not Path(cfg.cache_dir).exists()
 

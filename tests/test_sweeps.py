@@ -58,7 +58,7 @@ def test_basic_launcher_multirun_trains_once_and_scans_many(tmp_path):
 def test_a_failed_job_exits_non_zero(tmp_path):
     result = subprocess.run([sys.executable, "run.py", "logger=none", "scan.line.points=1", f"hydra.run.dir={tmp_path}"],
                             cwd=REPO, capture_output=True, text=True, timeout=200)
-    assert result.returncode != 0 and "needs at least 2 points" in result.stderr
+    assert result.returncode == 2 and "scan.line.points=1: expected an integer >= 2" in result.stderr
 
 
 def test_sharded_scan_under_torchrun_equals_the_single_process_scan(tmp_path):

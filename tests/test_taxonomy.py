@@ -274,11 +274,11 @@ def test_taxonomy_with_batch_norm_recomputes_statistics_along_the_curve(tiny_con
     assert logged["per_pair/seed0-seed1/cka"] == pytest.approx(pair["cka"])
 
 
-@pytest.mark.parametrize("override, message", [("task.models=1", "task.models must be at least 2"),
-                                               ("task.seeds=[3,3]", "2 different seeds"),
+@pytest.mark.parametrize("override, message", [("task.models=1", "task.models=1: expected an integer >= 2"),
+                                               ("task.seeds=[3,3]", r"task.seeds=\[3,3\]: expected distinct seeds"),
                                                ("task.cka.layer=nope", "no module 'nope'"),
-                                               ("task.curve.optimizer=lbfgs", "optimizer 'lbfgs' is unknown"),
-                                               ("task.curve.points=2", "task.curve.points must be at least 3")])
+                                               ("task.curve.optimizer=lbfgs", "task.curve.optimizer=lbfgs: expected one of adam, sgd"),
+                                               ("task.curve.points=2", "task.curve.points=2: expected an integer >= 3")])
 def test_taxonomy_rejects_bad_settings_before_training(tiny_config, override, message):
     cfg = tiny_config(*SMALL, override)
     with pytest.raises(ValueError, match=message):

@@ -222,7 +222,7 @@ def test_asymmetric_valley_task(tiny_config):
     again = run_asymmetric_valley(OmegaConf.merge(cfg, {"resume": False}))
     assert again["asymmetry"] == summary["asymmetry"]
     assert all(p.stat().st_mtime_ns == stamps[p] for p in curves[1:])
-    with pytest.raises(ValueError, match=r"task.ratios must be distinct sign-consistency ratios in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"task.ratios=\[0,1.5\]: entry 1.5: expected a number >= 0 and <= 1"):
         run_asymmetric_valley(tiny_config("task=asymmetric_valley", "task.ratios=[0,1.5]"))
 
 
@@ -252,8 +252,8 @@ def test_interpolation_task(tiny_config):
     same_init = summary["pairs"]["order"]["ssr_init"]
     assert same_init["a"] != same_init["b"] and summary["pairs"]["seeds"]["ssr_init"]["b"] is not None
     with pytest.raises(ValueError, match="must contain t = 1"):
-        run_interpolation(tiny_config("task=interpolation", "task.span=[0,0.9]"))
-    with pytest.raises(ValueError, match="is not one of"):
+        run_interpolation(tiny_config("task=interpolation", "task.span=[0,0.9]", "task.pairs=[[seeds,final,seed:1]]"))
+    with pytest.raises(ValueError, match="model nothing:1: expected init, final, epoch:N"):
         run_interpolation(tiny_config("task=interpolation", "task.pairs=[[bad,final,nothing:1]]"))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import platform
@@ -14,19 +16,38 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .errors import StorageError
+
+# errors of the storage, not of the program: the user frees space or picks another folder
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                  errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.EROFS: "read-only file system"}
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A full disk or a folder without write permission raises :class:`StorageError` naming the path
+    and what was kept: the temporary file is removed, ``path`` keeps its previous content (if any).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    existed = path.exists()
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno not in STORAGE_ERRNOS:
+            raise
+        kept = f"{path.name} keeps its previous content" if existed else f"no partial {path.name} was left behind"
+        raise StorageError(f"cannot write {path}: {STORAGE_ERRNOS[error.errno]} ({error.strerror}); {kept}, and every "
+                           f"file written before is intact; free space or give a writable folder (cache_dir=..., "
+                           f"output_dir=...), then rerun the same command to continue") from error
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.lexists(tmp):
             os.remove(tmp)
 
 
@@ -72,8 +93,12 @@ def read_npz(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, 
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    # serialized in memory first: torch's own file writer reports a full disk as "unexpected pos",
+    # a plain write reports ENOSPC
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def stable_hash(data: Any, length: int = 12) -> str:

@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import get_method
 
+from .errors import UserError
 
-class LossError(ValueError):
+
+class LossError(UserError):
     """A loss that does not fit the model's outputs or the data's targets."""
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
+from .errors import ConfigError
+
 
 @dataclass
 class DeviceLease:
@@ -38,7 +40,7 @@ def lease_device(name: str, lock_dir: str | Path, poll_seconds: float = 2.0, gpu
     if name != "auto":
         device = torch.device(name)
         if device.type == "cuda" and (count == 0 or (device.index or 0) >= count):
-            raise ValueError(f"device={name} asked for a GPU torch cannot see ({count} visible); use device=cpu or device=auto")
+            raise ConfigError(f"device={name} asked for a GPU torch cannot see ({count} visible); use device=cpu or device=auto")
         return DeviceLease(device)
     if count == 0:
         return DeviceLease(torch.device("cpu"))

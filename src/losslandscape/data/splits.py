@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import UserError
+
 
 @dataclass
 class DataSplits:
@@ -35,7 +37,7 @@ class DataSplits:
         return (self.train_x, self.train_y) if name == "train" else (self.test_x, self.test_y)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """Bad dataset input: missing or corrupt files, wrong checksum, unknown option, impossible size."""
 
 

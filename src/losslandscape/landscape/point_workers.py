@@ -33,6 +33,8 @@ from multiprocessing.connection import wait
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+
 ParamDict = dict[str, torch.Tensor]
 Evaluate = Callable[[ParamDict, Sequence[ParamDict], torch.Tensor, int], torch.Tensor]
 
@@ -58,12 +60,12 @@ def resolve_workers(setting: int | str, device: torch.device) -> int:
     except (TypeError, ValueError):
         count = 0
     if count < 1 or str(setting).strip() != str(count):
-        raise ValueError(f"evaluation.workers must be 'auto' or a positive integer, got {setting!r}")
+        raise ConfigError(f"evaluation.workers must be 'auto' or a positive integer, got {setting!r}")
     if count > 1 and device.type != "cpu":
-        raise ValueError(f"evaluation.workers={count} needs the CPU (forked processes cannot share {device}); "
+        raise ConfigError(f"evaluation.workers={count} needs the CPU (forked processes cannot share {device}); "
                          f"use evaluation.workers=1, or evaluation.points_per_batch to batch points on a GPU")
     if count > 1 and not sys.platform.startswith("linux"):
-        raise ValueError(f"evaluation.workers={count} needs Linux (the workers are forked); use evaluation.workers=1")
+        raise ConfigError(f"evaluation.workers={count} needs Linux (the workers are forked); use evaluation.workers=1")
     return count
 
 

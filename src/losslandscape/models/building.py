@@ -16,9 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.splits import DataSplits
+from ..errors import UserError
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model config that does not import, does not build, or does not give an ``nn.Module``."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from ..directions.context import direction_seed
 from ..directions.noise import DISTRIBUTIONS, SignConsistentDirection
 from ..files import write_json
@@ -38,19 +39,19 @@ def check_settings(cfg) -> dict[str, Any]:
     task = cfg.task
     ratios = [float(r) for r in task.ratios]
     if not ratios or any(not 0.0 <= r <= 1.0 for r in ratios) or len(set(ratios)) != len(ratios):
-        raise ValueError(f"task.ratios must be distinct sign-consistency ratios in [0, 1], got {list(task.ratios)}")
+        raise ConfigError(f"task.ratios must be distinct sign-consistency ratios in [0, 1], got {list(task.ratios)}")
     distributions = [str(d) for d in task.distributions]
     unknown = [d for d in distributions if d not in DISTRIBUTIONS]
     if not distributions or unknown or len(set(distributions)) != len(distributions):
-        raise ValueError(f"task.distributions must be distinct names among {', '.join(DISTRIBUTIONS)}, got {list(task.distributions)}")
+        raise ConfigError(f"task.distributions must be distinct names among {', '.join(DISTRIBUTIONS)}, got {list(task.distributions)}")
     if int(task.directions) < 1:
-        raise ValueError(f"task.directions (K) must be at least 1, got {task.directions}")
+        raise ConfigError(f"task.directions (K) must be at least 1, got {task.directions}")
     scan = LineScan("asymmetric_valley", task.span, int(task.points))
     lambdas = scan.axes()["lambda"]
     if not ((lambdas > 0).any() and (lambdas < 0).any()):
-        raise ValueError(f"task.span={list(task.span)} must cover both signs of lambda (e.g. [-1, 1]) to compare the two sides")
+        raise ConfigError(f"task.span={list(task.span)} must cover both signs of lambda (e.g. [-1, 1]) to compare the two sides")
     if str(task.split) not in cfg.evaluation.splits:
-        raise ValueError(f"task.split={task.split} is not evaluated: evaluation.splits is {list(cfg.evaluation.splits)}")
+        raise ConfigError(f"task.split={task.split} is not evaluated: evaluation.splits is {list(cfg.evaluation.splits)}")
     SignConsistentDirection(1.0, distribution=distributions[0], normalization=str(task.normalization), bias_bn=str(task.bias_bn))
     return {"ratios": ratios, "distributions": distributions, "directions": int(task.directions), "scan": scan}
 

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data.splits import DataSplits
 from ..directions.context import DirectionContext
+from ..errors import ConfigError
 from ..files import package_versions, stable_hash, write_json
 from ..landscape.evaluator import Evaluator, ParamDict, parameters_of
 from ..landscape.point_workers import resolve_workers
@@ -24,6 +25,7 @@ from ..sweeps import DeviceLease, finished_summary, lease_device
 from ..tracking.wandb_tracker import NullTracker
 from ..training.cache import TrainedRun, train_or_reuse
 from ..training.checkpoints import load_into_configured_model
+from ..validation import check_with_data, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +69,13 @@ def open_session(cfg: DictConfig) -> Session:
     output_dir.mkdir(parents=True, exist_ok=True)
     cfg.cache_dir = to_absolute_path(str(cfg.cache_dir))
     torch.manual_seed(int(cfg.seed))
-    data = instantiate(cfg.dataset)
-    loss = as_loss(instantiate(cfg.loss) if cfg.get("loss") is not None else None)
-    check_model_and_loss(cfg, data, loss)  # before any training: a model that does not build or fit fails here
+    try:
+        data = instantiate(cfg.dataset)
+        loss = as_loss(instantiate(cfg.loss) if cfg.get("loss") is not None else None)
+        check_with_data(cfg, data, loss)  # the model fits the data and the loss, checkpoint= fits the model: before training
+    except BaseException:
+        lease.release()
+        raise
     if distributed_rank() != 0 or cfg.logger is None or cfg.logger.get("_target_") is None:
         tracker = NullTracker()
     else:
@@ -88,20 +94,6 @@ def require_accuracy(session: Session, task: str) -> None:
 def configured_model(cfg: DictConfig, data: DataSplits) -> torch.nn.Module:
     """The configured architecture for this data, freshly initialized."""
     return build_model(cfg.model, data.input_shape, output_size(data))
-
-
-def check_model_and_loss(cfg: DictConfig, data: DataSplits, loss: Loss) -> None:
-    """Build the model and run it on two training examples: its outputs must fit the data's targets
-    under the loss. Seconds of work that save a training run ending in a shape error."""
-    model = configured_model(cfg, data).eval()
-    x, y = data.train_x[:2], data.train_y[:2]
-    try:
-        with torch.no_grad():
-            outputs = model(x)
-    except Exception as error:  # the user's forward: one line saying what it was given
-        raise LossError(f"model {cfg.model._target_} fails on a batch of inputs {tuple(x.shape)} {x.dtype} of dataset "
-                        f"{data.name}: {type(error).__name__}: {error}") from error
-    loss.check(outputs, y, data.num_classes)
 
 
 def distributed_rank() -> int:
@@ -162,6 +154,7 @@ def run_task(cfg: DictConfig, body) -> dict[str, Any]:
     A job that already finished in its output directory with the same config is skipped, so a
     restarted sweep only runs what is missing (``resume=false`` runs it again).
     """
+    validate_config(cfg)  # every setting, all problems at once, before the session loads data or trains
     config_hash = stable_hash(OmegaConf.to_container(cfg, resolve=True))
     if cfg.resume and (done := finished_summary(to_absolute_path(str(cfg.output_dir)), config_hash)):
         print(f"== {done['task']}: already finished in {cfg.output_dir}, skipped (resume=false runs it again)")
@@ -254,7 +247,7 @@ class Checkpoints:
             path = self.run.directory / f"epoch_{int(match[1]):03d}.pt"
             if not path.is_file():
                 saved = ", ".join(f"epoch:{int(p.stem[6:])}" for p in self.run.epochs())
-                raise ValueError(f"no checkpoint {ref} in {self.run.directory}; saved: {saved}")
+                raise ConfigError(f"no checkpoint {ref} in {self.run.directory}; saved: {saved}")
             return path
         if match := re.fullmatch(r"seed:(\d+)", ref):
             return self._other_seed(int(match[1])).final
@@ -264,7 +257,7 @@ class Checkpoints:
             return ModelRefs(self.session, self).resolve(ref).checkpoint
         path = Path(to_absolute_path(ref))
         if not path.is_file():
-            raise ValueError(f"checkpoint reference {ref!r} is neither init, final, epoch:N, seed:S, init_seed:S, data_seed:S, "
+            raise ConfigError(f"checkpoint reference {ref!r} is neither init, final, epoch:N, seed:S, init_seed:S, data_seed:S, "
                              "spawn:E:S nor an existing file")
         return path
 

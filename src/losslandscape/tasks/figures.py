@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from hydra.utils import to_absolute_path
 
+from ..errors import ConfigError
 from ..files import read_json
 from ..landscape.scans import ScanResult
 from ..plots.style import SPLIT_COLORS, STYLE, plt, save_figure
@@ -31,7 +32,7 @@ def _figures(session: Session) -> dict[str, Any]:
     root = Path(to_absolute_path(str(task.experiments_dir)))
     entries = collect_results(root, str(task.variant))
     if not entries:
-        raise ValueError(f"no finished figure recipe under {root}/*/{task.variant}/summary.json: run "
+        raise ConfigError(f"no finished figure recipe under {root}/*/{task.variant}/summary.json: run "
                          f"`python run.py -m 'experiment=glob(fig_*)'` first (task.variant selects dataset-model)")
     figures = plot_gallery(entries, out / "gallery", int(task.columns))
     curves = [e for e in entries if e["gallery"].get("curve")]

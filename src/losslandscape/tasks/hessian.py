@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
+from ..errors import ConfigError
 from ..directions.store import save_direction
 from ..files import write_json, write_npz
 from ..hessian import (
@@ -43,9 +44,9 @@ def run_hessian(cfg) -> dict[str, Any]:
 def _hessian(session: Session) -> dict[str, Any]:
     cfg, h, out = session.cfg, session.cfg.hessian, session.output_dir / "hessian"
     if str(h.dtype) not in DTYPES:
-        raise ValueError(f"unknown hessian.dtype {h.dtype!r}: expected float64 or float32")
+        raise ConfigError(f"unknown hessian.dtype {h.dtype!r}: expected float64 or float32")
     if h.eigen.method not in ("lanczos", "power"):
-        raise ValueError(f"unknown hessian.eigen.method {h.eigen.method!r}: expected lanczos or power")
+        raise ConfigError(f"unknown hessian.eigen.method {h.eigen.method!r}: expected lanczos or power")
     direction_maker = instantiate(cfg.direction) if h.curvature.directions else None
     checkpoints = Checkpoints(session)
     model, _, checkpoint_path = scanned_model(session, checkpoints)
@@ -111,7 +112,7 @@ def parameter_subset(theta, which: str) -> list[str] | None:
         return None
     names = weight_names(theta) if which == "weights" else names_with_prefix(theta, which)
     if not names:
-        raise ValueError(f"hessian.parameters={which!r} selects no parameter; names are e.g. {sorted(theta)[:4]}")
+        raise ConfigError(f"hessian.parameters={which!r} selects no parameter; names are e.g. {sorted(theta)[:4]}")
     return names
 
 
@@ -119,7 +120,7 @@ def eigenpairs(operator, k: int, which: str, settings, seed: int, progress: bool
     """Lanczos (default) or PyHessian's deflated power iteration (top only, for comparison)."""
     if settings.method == "power":
         if which == "bottom":
-            raise ValueError("hessian.eigen.method=power finds the largest-magnitude eigenvalues only; set hessian.eigen.bottom_k=0 or use lanczos")
+            raise ConfigError("hessian.eigen.method=power finds the largest-magnitude eigenvalues only; set hessian.eigen.bottom_k=0 or use lanczos")
         return power_iteration_eigenpairs(operator, k, float(settings.tol), int(settings.max_steps), seed, progress=progress)
     return hessian_eigenpairs(operator, k, which, float(settings.tol), int(settings.max_steps), seed, progress=progress)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from ..files import write_json
 from ..landscape.evaluator import has_batch_norm, parameters_of
 from ..landscape.scans import InterpolationScan
@@ -42,13 +43,13 @@ def check_pairs(cfg) -> dict[str, tuple[str, str]]:
     for item in cfg.task.pairs or []:
         item = [str(v) for v in item] if not isinstance(item, str) else [item]
         if len(item) != 3 or item[1] == item[2] or item[0] in pairs:
-            raise ValueError(f"every entry of task.pairs must be [name, model A, model B] with a new name and two different "
+            raise ConfigError(f"every entry of task.pairs must be [name, model A, model B] with a new name and two different "
                              f"models, e.g. [seeds, final, seed:1]; got {item}")
         for ref in item[1:]:
             ModelRefs.check(ref, cfg)
         pairs[item[0]] = (item[1], item[2])
     if not pairs:
-        raise ValueError("task.pairs is empty: give at least one pair, e.g. task.pairs=[[seeds,final,seed:1]]")
+        raise ConfigError("task.pairs is empty: give at least one pair, e.g. task.pairs=[[seeds,final,seed:1]]")
     return pairs
 
 

@@ -20,6 +20,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ..errors import ConfigError
 from ..directions.hessian import HessianEigenvector
 from ..directions.noise import NoiseDirection
 from ..directions.normalization import ParamDict, dot, global_norm, orthogonalize
@@ -44,7 +45,7 @@ def run_mine(cfg: DictConfig) -> dict[str, Any]:
 def _mine(session: Session) -> dict[str, Any]:
     cfg, m, out = session.cfg, session.cfg.mining, session.output_dir
     if m.get("objective") is None:
-        raise ValueError("mining has no objective: choose a preset, mining=w_peak | vvv_basin | template | ring (base holds their shared settings)")
+        raise ConfigError("mining has no objective: choose a preset, mining=w_peak | vvv_basin | template | ring (base holds their shared settings)")
     objective = built(m.objective)  # validates the targets before training
     miner: DirectionMiner = built(m.miner)
     check_settings(m, cfg.evaluation)
@@ -104,15 +105,15 @@ def built(node: DictConfig):
 def check_settings(m: DictConfig, evaluation: DictConfig) -> None:
     """One clear error per bad setting, before any training."""
     if str(m.init) not in INITS:
-        raise ValueError(f"unknown mining.init {m.init!r}: expected one of {', '.join(INITS)}")
+        raise ConfigError(f"unknown mining.init {m.init!r}: expected one of {', '.join(INITS)}")
     if int(m.runs) < 1:
-        raise ValueError(f"mining.runs must be at least 1, got {m.runs}")
+        raise ConfigError(f"mining.runs must be at least 1, got {m.runs}")
     if str(m.split) not in evaluation.splits:
-        raise ValueError(f"mining.split={m.split} is not evaluated: add it to evaluation.splits (now {list(evaluation.splits)})")
+        raise ConfigError(f"mining.split={m.split} is not evaluated: add it to evaluation.splits (now {list(evaluation.splits)})")
     if int(m.scan_points) < 11 or int(m.plane_points) < 5:
-        raise ValueError(f"mining.scan_points must be >= 11 and mining.plane_points >= 5, got {m.scan_points} and {m.plane_points}")
+        raise ConfigError(f"mining.scan_points must be >= 11 and mining.plane_points >= 5, got {m.scan_points} and {m.plane_points}")
     if int(m.get("rays", 12)) < 2:
-        raise ValueError(f"mining.rays must be at least 2, got {m.rays}")
+        raise ConfigError(f"mining.rays must be at least 2, got {m.rays}")
 
 
 class InitialDirections:

@@ -20,6 +20,7 @@ from typing import Any
 from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
+from ..errors import ConfigError
 from ..landscape.evaluator import ParamDict, parameters_of
 from ..landscape.scans import ScanResult, run_scan, scan_fingerprint
 from ..training.cache import TrainedRun, train_or_reuse
@@ -51,16 +52,16 @@ class ModelRefs:
             return
         if match := re.fullmatch(r"epoch:(\d+)", ref):
             if not 1 <= int(match[1]) <= epochs:
-                raise ValueError(f"reference {ref!r}: the run trains epochs 1..{epochs} (train.epochs)")
+                raise ConfigError(f"reference {ref!r}: the run trains epochs 1..{epochs} (train.epochs)")
             return
         if match := re.fullmatch(r"spawn:(\d+):(\d+)", ref):
             if int(match[1]) > epochs:
-                raise ValueError(f"reference {ref!r}: a child can be spawned after epoch 0..{epochs} (train.epochs), not {match[1]}")
+                raise ConfigError(f"reference {ref!r}: a child can be spawned after epoch 0..{epochs} (train.epochs), not {match[1]}")
             if cfg.train.get("spawn_epoch") is not None:
-                raise ValueError(f"reference {ref!r} spawns from this config's run, which is itself a child (train.spawn_epoch is set)")
+                raise ConfigError(f"reference {ref!r} spawns from this config's run, which is itself a child (train.spawn_epoch is set)")
             return
         if not Path(to_absolute_path(ref)).is_file():
-            raise ValueError(f"checkpoint reference {ref!r} is not one of: {FORMS} (no such file either)")
+            raise ConfigError(f"checkpoint reference {ref!r} is not one of: {FORMS} (no such file either)")
 
     def resolve(self, ref: str) -> Resolved:
         ref = str(ref)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from ..files import read_npz, stable_hash, write_json, write_npz
 from ..measures.ntk import KERNELS, empirical_ntk, kernel_distance, kernel_velocities
 from ..plots.ntk import plot_kernel_distance_matrix, plot_kernel_dynamics
@@ -92,22 +93,22 @@ def check_settings(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
     """Every setting checked with one clear message, before any training; returns the split's data."""
     cfg, task = session.cfg, session.cfg.task
     if cfg.checkpoint:
-        raise ValueError("task=ntk walks the cached training trajectory (init and every saved epoch); unset checkpoint (checkpoint=null)")
+        raise ConfigError("task=ntk walks the cached training trajectory (init and every saved epoch); unset checkpoint (checkpoint=null)")
     if task.split not in ("train", "test"):
-        raise ValueError(f"task.split={task.split!r} is unknown: expected train or test")
+        raise ConfigError(f"task.split={task.split!r} is unknown: expected train or test")
     if task.kernel not in KERNELS:
-        raise ValueError(f"task.kernel={task.kernel!r} is unknown: expected full ((nC) x (nC)), trace (n x n) or sum (n x n)")
+        raise ConfigError(f"task.kernel={task.kernel!r} is unknown: expected full ((nC) x (nC)), trace (n x n) or sum (n x n)")
     if str(task.dtype) not in DTYPES:
-        raise ValueError(f"task.dtype={task.dtype!r} is unknown: expected float32 or float64")
+        raise ConfigError(f"task.dtype={task.dtype!r} is unknown: expected float32 or float64")
     x, y = session.data.split(str(task.split))
     if not isinstance(task.examples, int) or isinstance(task.examples, bool) or not 1 <= task.examples <= len(x):
-        raise ValueError(f"task.examples must be an integer in [1, {len(x)}] (the size of the {task.split} split), got {task.examples!r}")
+        raise ConfigError(f"task.examples must be an integer in [1, {len(x)}] (the size of the {task.split} split), got {task.examples!r}")
     if task.example_chunk is not None and int(task.example_chunk) < 1:
-        raise ValueError(f"task.example_chunk must be a positive integer or null (all examples in one vmap), got {task.example_chunk}")
+        raise ConfigError(f"task.example_chunk must be a positive integer or null (all examples in one vmap), got {task.example_chunk}")
     if not float(task.max_jacobian_mb) > 0:
-        raise ValueError(f"task.max_jacobian_mb must be positive, got {task.max_jacobian_mb}")
+        raise ConfigError(f"task.max_jacobian_mb must be positive, got {task.max_jacobian_mb}")
     if int(task.early_epochs) < 1:
-        raise ValueError(f"task.early_epochs must be at least 1, got {task.early_epochs}")
+        raise ConfigError(f"task.early_epochs must be at least 1, got {task.early_epochs}")
     return x, y
 
 

@@ -21,6 +21,7 @@ import yaml
 from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
+from ..errors import ConfigError
 from ..files import atomic_path, write_json
 from ..plots.taxonomy import plot_phase, plot_phase_grid
 from .common import Session, run_task
@@ -38,14 +39,14 @@ def _phase_plot(session: Session) -> dict[str, Any]:
     task, out = session.cfg.task, session.output_dir
     load_key, temperature_key = str(task.load), str(task.temperature)
     if load_key == temperature_key:
-        raise ValueError(f"task.load and task.temperature are both {load_key!r}: a phase plot needs two different config keys")
+        raise ConfigError(f"task.load and task.temperature are both {load_key!r}: a phase plot needs two different config keys")
     sweep = sweep_directory(task.sweep_dir)
     jobs, unfinished = collect_jobs(sweep, load_key, temperature_key)
     available = [m for m in MEASURES if all(m in job["measures"] for job in jobs)]
     measures = list(task.measures) if task.measures else available
     missing = [m for m in measures if m not in available]
     if missing:
-        raise ValueError(f"measures {missing} are not in every job's summary of {sweep}; available: {available}")
+        raise ConfigError(f"measures {missing} are not in every job's summary of {sweep}; available: {available}")
     table = phase_table(jobs, measures)
     loads, temperatures, counts = table["loads"], table["temperatures"], table["counts"]
 
@@ -92,7 +93,7 @@ def sweep_directory(setting) -> Path:
     if setting is not None:
         sweep = Path(to_absolute_path(str(setting)))
         if not sweep.is_dir():
-            raise ValueError(f"task.sweep_dir={setting} does not exist; run the sweep first, e.g. "
+            raise ConfigError(f"task.sweep_dir={setting} does not exist; run the sweep first, e.g. "
                              "`python run.py experiment=phase_sweep logger=none`, or point task.sweep_dir at its folder")
         return sweep
     root = Path(to_absolute_path(SWEEP_ROOT))
@@ -102,7 +103,7 @@ def sweep_directory(setting) -> Path:
             if _read_summary(path).get("task") == "taxonomy":
                 newest[path.parent.parent] = max(newest.get(path.parent.parent, 0.0), path.stat().st_mtime)
     if not newest:
-        raise ValueError(f"no finished task=taxonomy job under {root}: run a sweep first "
+        raise ConfigError(f"no finished task=taxonomy job under {root}: run a sweep first "
                          "(`python run.py experiment=phase_sweep logger=none`) or set task.sweep_dir")
     return max(newest, key=newest.get)
 
@@ -130,7 +131,7 @@ def collect_jobs(sweep: Path, load_key: str, temperature_key: str) -> tuple[list
             "measures": {m: summary[m] for m in MEASURES if isinstance(summary.get(m), (int, float))},
         })
     if not jobs:
-        raise ValueError(f"no finished task=taxonomy job (a folder with summary.json) in {sweep}")
+        raise ConfigError(f"no finished task=taxonomy job (a folder with summary.json) in {sweep}")
     return jobs, unfinished
 
 
@@ -143,7 +144,7 @@ def axis_value(summary: dict, overrides: dict, key: str, folder: Path):
             return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     if key in overrides:
         return overrides[key]
-    raise ValueError(f"job {folder} has no value for {key!r} (neither in its summary's training_config nor in "
+    raise ConfigError(f"job {folder} has no value for {key!r} (neither in its summary's training_config nor in "
                      f".hydra/overrides.yaml); the axes must be config keys such as model.width, dataset.train_size, "
                      f"train.batch_size or train.optimizer.lr")
 

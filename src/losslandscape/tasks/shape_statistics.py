@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from hydra.utils import instantiate
 
+from ..errors import ConfigError
 from ..landscape.scans import LineScan, run_scan
 from ..landscape.shapes import SHAPES, classify_curve
 from ..plots.shapes import plot_shape_statistics
@@ -26,13 +27,13 @@ def run_shape_statistics(cfg) -> dict[str, Any]:
 def _shape_statistics(session: Session) -> dict[str, Any]:
     cfg, out = session.cfg, session.output_dir
     if "line" not in cfg.scan:
-        raise ValueError("task=shape_statistics scans with scan.line: add `scan=line` (or keep the default scans)")
+        raise ConfigError("task=shape_statistics scans with scan.line: add `scan=line` (or keep the default scans)")
     task = cfg.task
     count, split = int(task.directions), str(task.split)
     if count < 1:
-        raise ValueError(f"task.directions must be at least 1, got {count}")
+        raise ConfigError(f"task.directions must be at least 1, got {count}")
     if split not in cfg.evaluation.splits:
-        raise ValueError(f"task.split={split} is not evaluated: evaluation.splits is {list(cfg.evaluation.splits)}")
+        raise ConfigError(f"task.split={split} is not evaluated: evaluation.splits is {list(cfg.evaluation.splits)}")
     scan: LineScan = instantiate(cfg.scan.line)
     direction_maker = instantiate(cfg.direction)
     checkpoints = Checkpoints(session)

@@ -14,6 +14,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from ..plots.valleys import plot_spawning_barrier, plot_spawning_curves
 from .common import Checkpoints, Session, require_accuracy, run_task, summary_head, trained_checkpoints
 from .interpolation import check_grid, interpolate
@@ -28,14 +29,14 @@ def check_settings(cfg) -> tuple[list[int], list[int]]:
     task, epochs = cfg.task, int(cfg.train.epochs)
     spawn_epochs = [int(s) for s in task.spawn_epochs]
     if not spawn_epochs or len(set(spawn_epochs)) != len(spawn_epochs) or any(not 0 <= s <= epochs for s in spawn_epochs):
-        raise ValueError(f"task.spawn_epochs must be distinct epochs in [0, train.epochs={epochs}], got {list(task.spawn_epochs)}")
+        raise ConfigError(f"task.spawn_epochs must be distinct epochs in [0, train.epochs={epochs}], got {list(task.spawn_epochs)}")
     children = [int(c) for c in task.children]
     if len(children) != 2 or children[0] == children[1]:
-        raise ValueError(f"task.children must be two different data-order seeds, got {list(task.children)}")
+        raise ConfigError(f"task.children must be two different data-order seeds, got {list(task.children)}")
     if cfg.train.get("spawn_epoch") is not None:
-        raise ValueError("task=spawning spawns children from this config's run: leave train.spawn_epoch null")
+        raise ConfigError("task=spawning spawns children from this config's run: leave train.spawn_epoch null")
     if str(task.split) not in cfg.evaluation.splits:
-        raise ValueError(f"task.split={task.split} is not evaluated: evaluation.splits is {list(cfg.evaluation.splits)}")
+        raise ConfigError(f"task.split={task.split} is not evaluated: evaluation.splits is {list(cfg.evaluation.splits)}")
     return sorted(spawn_epochs), children
 
 

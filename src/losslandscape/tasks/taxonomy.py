@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from ..errors import ConfigError
 from ..files import save_torch, stable_hash, write_json, write_npz
 from ..hessian import HessianOperator, hessian_eigenpairs, hutchinson_trace, hutchpp_trace
 from ..landscape.evaluator import Evaluator, as_dtype, parameters_of
@@ -99,26 +100,26 @@ def check_settings(session: Session) -> tuple[CurveTraining, list[int]]:
     """Every setting checked with one clear message, before any training."""
     cfg, task = session.cfg, session.cfg.task
     if cfg.checkpoint:
-        raise ValueError("task=taxonomy compares the cached final models of several seeds; unset checkpoint (checkpoint=null)")
+        raise ConfigError("task=taxonomy compares the cached final models of several seeds; unset checkpoint (checkpoint=null)")
     seeds = [int(s) for s in task.seeds] if task.seeds is not None else [int(cfg.seed) + i for i in range(int(task.models))]
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise ValueError(f"task.models must be at least 2, or task.seeds a list of at least 2 different seeds (mode connectivity, "
+        raise ConfigError(f"task.models must be at least 2, or task.seeds a list of at least 2 different seeds (mode connectivity, "
                          f"CKA and L2 compare pairs of models), got models={task.models}, seeds={task.seeds}")
     for key, split in (("task.curve.split", task.curve.split), ("task.cka.split", task.cka.split), ("hessian.split", cfg.hessian.split)):
         if split not in ("train", "test"):
-            raise ValueError(f"{key}={split!r} is unknown: expected train or test")
+            raise ConfigError(f"{key}={split!r} is unknown: expected train or test")
     if int(task.curve.points) < 3:
-        raise ValueError(f"task.curve.points must be at least 3 (t = 0, an inner point, t = 1), got {task.curve.points}")
+        raise ConfigError(f"task.curve.points must be at least 3 (t = 0, an inner point, t = 1), got {task.curve.points}")
     if task.cka.examples is not None and int(task.cka.examples) < 2:
-        raise ValueError(f"task.cka.examples must be at least 2 or null (the whole split), got {task.cka.examples}")
+        raise ConfigError(f"task.cka.examples must be at least 2 or null (the whole split), got {task.cka.examples}")
     if task.hessian:
         if str(cfg.hessian.dtype) not in DTYPES:
-            raise ValueError(f"unknown hessian.dtype {cfg.hessian.dtype!r}: expected float64 or float32")
+            raise ConfigError(f"unknown hessian.dtype {cfg.hessian.dtype!r}: expected float64 or float32")
         products, samples = int(cfg.hessian.trace.hutchpp_products), int(cfg.hessian.trace.hutchinson_samples)
         if products == 0 and samples == 0:
-            raise ValueError("the Hessian trace needs hessian.trace.hutchpp_products >= 3 or hessian.trace.hutchinson_samples >= 1 (or task.hessian=false)")
+            raise ConfigError("the Hessian trace needs hessian.trace.hutchpp_products >= 3 or hessian.trace.hutchinson_samples >= 1 (or task.hessian=false)")
         if 0 < products < 3:
-            raise ValueError(f"hessian.trace.hutchpp_products must be 0 or at least 3, got {products}")
+            raise ConfigError(f"hessian.trace.hutchpp_products must be 0 or at least 3, got {products}")
     settings = {k: v for k, v in _container(task.curve).items() if k not in ("split", "points")}
     curve = CurveTraining(**settings)
     model = instantiate_model(session)

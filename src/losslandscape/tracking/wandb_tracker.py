@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,6 +30,18 @@ def has_wandb_credentials() -> bool:
     try:
         return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def server_reachable(timeout: float = 3.0) -> bool:
+    """Whether the configured W&B host accepts a connection: wandb.init would otherwise retry an
+    unreachable server until its init_timeout, and leave a run folder of the failed attempt behind."""
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:  # refused, no route, name not resolved, timed out
         return False
 
 
@@ -87,6 +100,10 @@ class WandbTracker(NullTracker):
             mode = "online" if has_wandb_credentials() else "offline"
             if mode == "offline":
                 print(f"W&B: no API key found, logging offline to {output_dir}/wandb (upload later with `wandb sync`)")
+        if mode == "online" and not server_reachable():
+            print(f"W&B: cannot reach {os.environ.get('WANDB_BASE_URL', 'https://api.wandb.ai')}, logging offline to "
+                  f"{output_dir}/wandb (upload later with `wandb sync`)")
+            mode = "offline"
         overrides = [o for o in overrides or [] if not o.startswith(("hydra.", "output_dir=", "cache_dir="))]
         kwargs = dict(
             project=project, entity=entity, group=group or sweep, job_type=job_type,

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
 from ..files import save_torch
 
 FORMAT = "losslandscape-checkpoint/1"
@@ -84,10 +85,12 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign files
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
-            reason = "it pickles Python objects besides tensors, which are never loaded here (save model.state_dict() instead)"
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from error
+        # not torch's own text: it advises weights_only=False, which would run any code in the file
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(error).__name__}): it is corrupt or not a tensors-only torch file; "
+            "give a state_dict (torch.save(model.state_dict(), path)), a .safetensors file or a checkpoint of "
+            "`python run.py task=train` (code in a file is never executed)"
+        ) from error
 
 
 def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
