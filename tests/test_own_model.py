@@ -398,3 +398,16 @@ def dense_hessian(model, x, y, loss) -> torch.Tensor:
     dense = torch.autograd.functional.hessian(mean_loss, flat, vectorize=True)
     assert torch.allclose(dense, dense.T, rtol=0, atol=1e-12)
     return dense
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's notebook example, executed as written (the Python API is documented by running code)."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("From Python (a notebook)")
+    block = readme[readme.index("```python\n", start) + len("```python\n"): readme.index("```", readme.index("```python\n", start) + 10)]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["line"].kind == "line" and (tmp_path / "plane_contour.png").stat().st_size > 1000
+    assert len(namespace["spectrum"]["top_eigenvalues"]) == 3 and namespace["mined"]["label"] in {
+        "v-basin", "v-side", "w-basin", "w-peak", "vvv-basin", "flat", "other"}
