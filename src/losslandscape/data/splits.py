@@ -273,6 +273,14 @@ def random_split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor,
     return order[n_test:].sort().values, order[:n_test].sort().values
 
 
+def hold_out(
+    x: torch.Tensor, y: torch.Tensor, test_fraction: float, seed: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``((train_x, train_y), (test_x, test_y))`` by :func:`random_split` of one set of examples."""
+    train_index, test_index = random_split(x.shape[0], test_fraction, seed)
+    return (x[train_index], y[train_index]), (x[test_index], y[test_index])
+
+
 def file_sha256(*paths: str | Path) -> str:
     """Content hash of ``paths`` (names relative to nothing: only their bytes and order count)."""
     digest = hashlib.sha256()

@@ -22,7 +22,7 @@ from losslandscape.data.splits import (
     as_tensor,
     build_any_splits,
     file_sha256,
-    random_split,
+    hold_out,
 )
 
 TENSOR_SUFFIXES = (".pt", ".pth", ".npz", ".safetensors")
@@ -61,8 +61,7 @@ def load_tensors(
     x, y = (as_tensor(read(key), where[name]) for key, name in zip(train_keys, ("train_x", "train_y")))
     if test_keys is None:
         check_same_length(x, y, where["train_x"], where["train_y"])
-        train_index, test_index = random_split(x.shape[0], test_fraction, seed)
-        train, test = (x[train_index], y[train_index]), (x[test_index], y[test_index])
+        train, test = hold_out(x, y, test_fraction, seed)
         where = {**where, "test_x": f"{where['train_x']} (held-out part)", "test_y": f"{where['train_y']} (held-out part)"}
     else:
         train = (x, y)
