@@ -340,16 +340,18 @@ def test_mnist1d_is_the_packages_own_dataset_and_leaves_global_rngs_alone():
 
 
 def test_mnist1d_cnn_beats_the_mlp_through_the_real_pipeline(tmp_path):
-    """The paper's ordering (CNN > MLP on test accuracy), not its numbers, after a short training."""
-    accuracy = {}
-    for model in ("cnn1d", "mlp_mnist1d"):
-        cfg = compose_config(tmp_path / model, ["dataset=mnist1d", f"model={model}", "task=train", "logger=none",
-                                                "progress=false", *MNIST1D_TRAIN])
-        accuracy[model] = run_train(cfg)["test_accuracy"]
+    """The paper's ordering (CNN > MLP on test accuracy), not its numbers, after a short training
+    with the default training config (at 5 epochs the two still tie; measured at 10: 78 % vs 61 %)."""
+    accuracy, threads = {}, torch.get_num_threads()
+    torch.set_num_threads(1)  # models this small train fastest on one thread, and do not fight other jobs
+    try:
+        for model in ("cnn1d", "mlp_mnist1d"):
+            cfg = compose_config(tmp_path / model, ["dataset=mnist1d", f"model={model}", "task=train", "logger=none",
+                                                    "progress=false", "train.epochs=10"])
+            accuracy[model] = run_train(cfg)["test_accuracy"]
+    finally:
+        torch.set_num_threads(threads)
     assert accuracy["cnn1d"] > accuracy["mlp_mnist1d"] > 0.2, accuracy
-
-
-MNIST1D_TRAIN = ["train.epochs=8", "train.batch_size=128"]
 
 
 # ---------------------------------------------------------------- Hugging Face datasets saved to disk
