@@ -123,6 +123,20 @@ def test_tensor_targets_and_inputs_of_any_kind(tmp_path):
     assert load_tensors(str(path), x_key="ids", y_key="label").num_classes is None  # float targets: regression
 
 
+def test_integer_inputs_as_features_are_floats_and_standardized(tmp_path):
+    pixels = np.random.default_rng(4).integers(0, 256, (20, 1, 4, 4), dtype=np.uint8)
+    path = write_tensors(tmp_path / "pixels.pt", {"x": pixels, "y": np.arange(20) % 2})
+    raw = load_tensors(str(path), integer_inputs="features", standardize=False, test_fraction=0.25)
+    assert raw.train_x.dtype == torch.float32
+    assert rows(torch.cat([raw.train_x, raw.test_x])) == rows(torch.from_numpy(pixels.astype(np.float32)))
+    scaled = load_tensors(str(path), integer_inputs="features", test_fraction=0.25)
+    train = raw.train_x.numpy()
+    np.testing.assert_allclose(scaled.train_x.numpy(), (train - train.mean()) / train.std(), rtol=1e-5, atol=1e-5)
+    assert load_tensors(str(path), test_fraction=0.25).train_x.dtype == torch.int64  # ids by default
+    with pytest.raises(DatasetError, match="integer_inputs must be one of ids, features, got 'pixels'"):
+        load_tensors(str(path), integer_inputs="pixels")
+
+
 @pytest.mark.parametrize("container", CONTAINERS)
 def test_unreadable_tensor_file_names_the_file(tmp_path, container):
     path = tmp_path / f"broken.{container}"

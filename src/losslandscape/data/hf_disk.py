@@ -10,7 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from losslandscape.data.splits import DataSplits, DatasetError, as_tensor, build_any_splits, file_sha256, hold_out
+from losslandscape.data.splits import (
+    DataSplits,
+    DatasetError,
+    as_tensor,
+    build_any_splits,
+    file_sha256,
+    hold_out,
+    integer_inputs_as,
+)
 from losslandscape.data.tensors import check_same_length, resolve_num_classes, safe_name
 
 
@@ -23,6 +31,7 @@ def load_hf_disk(
     num_classes: int | str | None = "auto",
     test_fraction: float = 0.2,
     standardize: bool = True,
+    integer_inputs: str = "ids",
     train_size: int | None = None,
     seed: int = 0,
 ) -> DataSplits:
@@ -30,7 +39,8 @@ def load_hf_disk(
 
     A ``DatasetDict`` gives its ``train_split`` and, when present, its ``test_split``; a single
     ``Dataset`` (or a dict without the test split) is split with a seeded random ``test_fraction``.
-    ``num_classes``: ``auto`` takes a ``ClassLabel`` column's count, else as in ``dataset=tensors``.
+    ``num_classes``: ``auto`` takes a ``ClassLabel`` column's count, else as in ``dataset=tensors``,
+    and so does ``integer_inputs`` (``ids`` or ``features``).
     """
     import datasets
 
@@ -57,6 +67,7 @@ def load_hf_disk(
     label_feature = train_set.features[y_column]
     if num_classes == "auto" and isinstance(label_feature, datasets.ClassLabel):
         num_classes = label_feature.num_classes
+    train, test = ((integer_inputs_as(x, integer_inputs), y) for x, y in (train, test))
     classes = resolve_num_classes(num_classes, train[1], test[1], where["train_y"])
     files = [f["filename"] for s in (train_set, test_set) if s is not None for f in s.cache_files]
     return build_any_splits(

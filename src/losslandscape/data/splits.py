@@ -256,6 +256,22 @@ def check_finite(x: torch.Tensor, label: str) -> None:
         )
 
 
+INTEGER_INPUTS = ("ids", "features")
+
+
+def integer_inputs_as(x: torch.Tensor, integer_inputs: str) -> torch.Tensor:
+    """``x`` as float32 when integer inputs are ``features`` (uint8 pixels, counts), else unchanged.
+
+    Integers are ids by default (token or category ids, kept int64, never standardized), because
+    rescaling an id would make it meaningless; pixels and counts are values and need floats.
+    """
+    if integer_inputs not in INTEGER_INPUTS:
+        raise DatasetError(f"integer_inputs must be one of {', '.join(INTEGER_INPUTS)}, got {integer_inputs!r}")
+    if integer_inputs == "features" and not x.is_floating_point():
+        return x.to(torch.float32)
+    return x
+
+
 def random_split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(train_indices, test_indices)``: a seeded random ``test_fraction`` of ``range(n)`` is held out.
 

@@ -23,6 +23,7 @@ from losslandscape.data.splits import (
     build_any_splits,
     file_sha256,
     hold_out,
+    integer_inputs_as,
 )
 
 TENSOR_SUFFIXES = (".pt", ".pth", ".npz", ".safetensors")
@@ -37,6 +38,7 @@ def load_tensors(
     num_classes: int | str | None = "auto",
     test_fraction: float = 0.2,
     standardize: bool = True,
+    integer_inputs: str = "ids",
     train_size: int | None = None,
     seed: int = 0,
 ) -> DataSplits:
@@ -46,6 +48,8 @@ def load_tensors(
     ``num_classes``: ``auto`` infers ``max + 1`` for 1-D integer targets (class labels) and ``None``
     for anything else (float values, 2-D targets); an integer declares class indices in
     ``[0, num_classes)``; ``None`` declares values (regression, multi-label).
+    ``integer_inputs``: ``ids`` keeps integer inputs as int64 ids; ``features`` makes them float32
+    values (uint8 pixels, counts), standardized like any float input.
     """
     path = Path(path)
     keys, read = open_tensor_file(path)
@@ -66,6 +70,7 @@ def load_tensors(
     else:
         train = (x, y)
         test = tuple(as_tensor(read(key), where[name]) for key, name in zip(test_keys, ("test_x", "test_y")))
+    train, test = ((integer_inputs_as(x, integer_inputs), y) for x, y in (train, test))
     classes = resolve_num_classes(num_classes, train[1], test[1], where["train_y"])
     return build_any_splits(
         safe_name(path.stem), train, test, classes, bool(standardize), train_size, seed, file_sha256(path), where
