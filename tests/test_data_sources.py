@@ -246,6 +246,8 @@ def test_image_folder_errors(tmp_path):
     write_png_folder(tmp_path / "other", {"a": 1, "z": 1})
     with pytest.raises(DatasetError, match=r"class folders differ: .* has \['a', 'b', 'c'\], .* has \['a', 'z'\]"):
         load_image_folder(str(tmp_path / "mixed"), test_root=str(tmp_path / "other"), size=[4, 4])
+    with pytest.raises(DatasetError, match=f"class folder {tmp_path / 'other' / 'a'} has 1 image: a stratified test split"):
+        load_image_folder(str(tmp_path / "other"))
     with pytest.raises(DatasetError, match="mean and std need one value per channel"):
         load_image_folder(str(tmp_path / "other"), mean=[0.5], std=[0.5])
 

@@ -6,6 +6,7 @@ to RGB or grayscale, optionally resized, scaled to ``[0, 1]`` and normalized per
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def load_image_folder(
     classes, train_files = list_class_files(Path(root))
     if test_root is None:
         images, labels = read_images(train_files, channels, size)
-        train_x, test_x, train_y, test_y = stratified_split_checked(images, labels, test_fraction, seed, root)
+        train_x, test_x, train_y, test_y = stratified_split_checked(images, labels, classes, test_fraction, seed, root)
         files = [path for paths in train_files for path in paths]
     else:
         test_classes, test_files = list_class_files(Path(test_root))
@@ -125,19 +126,25 @@ def check_same_size(train_x: torch.Tensor, test_x: torch.Tensor, train_files, te
         )
 
 
-def stratified_split_checked(images, labels, test_fraction, seed, root):
+def stratified_split_checked(images, labels, classes: list[str], test_fraction, seed, root):
     """The stratified split, with sklearn's complaint about too small classes turned into a DatasetError."""
+    counts = np.bincount(labels.numpy())
+    if counts.min() < 2:
+        raise DatasetError(
+            f"class folder {Path(root) / classes[int(counts.argmin())]} has 1 image: a stratified test split "
+            "needs at least 2 per class; add images or give dataset.test_root"
+        )
     try:
         train_index, test_index, train_y, test_y = stratified_split(np.arange(len(labels)), labels.numpy(), test_fraction, seed)
-    except ValueError as error:
-        if isinstance(error, DatasetError):
-            raise
-        counts = dict(zip(*np.unique(labels.numpy(), return_counts=True)))
+    except DatasetError:
+        raise
+    except ValueError as error:  # sklearn: too few images for the test share
         raise DatasetError(
-            f"cannot hold out test_fraction={test_fraction} of every class of {root} "
-            f"(images per class index: {counts}): {error}; add images or give dataset.test_root"
+            f"cannot hold out test_fraction={test_fraction} of every class of {root} (images per class: "
+            f"{counts.tolist()}): {error}; add images or give dataset.test_root"
         ) from error
-    return images[torch.from_numpy(train_index)], images[torch.from_numpy(test_index)], torch.from_numpy(train_y), torch.from_numpy(test_y)
+    train_index, test_index = torch.from_numpy(train_index), torch.from_numpy(test_index)
+    return images[train_index], images[test_index], torch.from_numpy(train_y), torch.from_numpy(test_y)
 
 
 def check_size(size: Sequence[int] | None) -> tuple[int, int] | None:
@@ -165,8 +172,6 @@ def check_normalization(mean, std, channels: int) -> tuple[list[float], list[flo
 
 def folder_fingerprint(files: list[Path]) -> str:
     """Content hash of every image and its class folder: renaming a class changes the labels."""
-    import hashlib
-
     digest = hashlib.sha256()
     for path in files:
         digest.update(f"{path.parent.name}/{path.name}\0{file_sha256(path)}\0".encode())

@@ -298,7 +298,7 @@ def hold_out(
 
 
 def file_sha256(*paths: str | Path) -> str:
-    """Content hash of ``paths`` (names relative to nothing: only their bytes and order count)."""
+    """Content hash of the files ``paths``, in order (their names do not enter it, only their bytes)."""
     digest = hashlib.sha256()
     for path in paths:
         with open(path, "rb") as stream:
