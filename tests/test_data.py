@@ -506,7 +506,8 @@ def test_cifar_unknown_num_classes(tmp_path):
 # ---------------------------------------------------------------- Hydra configs
 
 
-CONFIG_FILES = ["cifar10", "cifar100", "digits", "fashion_mnist", "gaussian_mixture", "mnist", "moons"]
+CONFIG_FILES = ["cifar10", "cifar100", "digits", "fashion_mnist", "gaussian_mixture", "hf_disk", "image_folder", "mnist",
+                "mnist1d", "moons", "tensors", "text"]
 
 
 def test_every_dataset_option_has_a_config():

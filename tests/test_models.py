@@ -11,14 +11,16 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.func import functional_call, vmap
 
-from losslandscape.models import MLP, VGG, ResNet20, SmallCNN
+from losslandscape.models import MLP, VGG, CNN1d, ResNet20, SmallCNN
 
 MODEL_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 DIGITS = (1, 8, 8)
 CIFAR = (3, 32, 32)
 # Penultimate feature width of every config at its defaults.
-FEATURE_WIDTH = {"mlp": 64, "cnn": 64, "cnn_bn": 64, "vgg11_bn": 512, "vgg16_bn": 512, "resnet20": 64}
-CONFIG_NAMES = sorted(FEATURE_WIDTH)
+FEATURE_WIDTH = {"mlp": 64, "mlp_mnist1d": 100, "cnn": 64, "cnn_bn": 64, "vgg11_bn": 512, "vgg16_bn": 512, "resnet20": 64}
+DIGITS_CONFIGS = sorted(FEATURE_WIDTH)  # every config that takes images; cnn1d takes sequences
+CONFIG_NAMES = sorted([*FEATURE_WIDTH, "cnn1d"])
+MNIST1D = (40,)
 
 
 def build(config_name: str, input_shape=DIGITS, num_classes: int = 10, **overrides) -> nn.Module:
@@ -75,7 +77,7 @@ def test_config_comments_every_hyperparameter_and_leaves_data_shape_out(config_n
         assert "#" in line, f"{config_name}.yaml: {key} has no comment"
 
 
-@pytest.mark.parametrize("config_name", CONFIG_NAMES)
+@pytest.mark.parametrize("config_name", DIGITS_CONFIGS)
 def test_output_and_feature_shapes_on_digits(config_name):
     model = build(config_name).eval()
     x = torch.randn(5, *DIGITS)
@@ -183,7 +185,7 @@ def test_resnet20_parameter_count_on_digits():
 # ---------------------------------------------------------------- torch.func
 
 
-@pytest.mark.parametrize("config_name", CONFIG_NAMES)
+@pytest.mark.parametrize("config_name", DIGITS_CONFIGS)
 def test_functional_call_with_own_state_reproduces_forward(config_name):
     model = build(config_name).eval()
     x = torch.randn(6, *DIGITS)
@@ -317,3 +319,63 @@ def test_small_cnn_rejects_empty_or_bad_sizes():
         SmallCNN(DIGITS, 10, hidden=0)
     with pytest.raises(ValueError, match="num_classes must be a positive integer"):
         SmallCNN(DIGITS, 0)
+
+
+# ---------------------------------------------------------------- MNIST-1D models (Greydanus 2020)
+
+
+def test_cnn1d_is_the_papers_conv_base_on_mnist1d():
+    model = build("cnn1d", input_shape=MNIST1D)
+    # conv 1->25 k5, 25->25 k3, 25->25 k3 (weights + biases); lengths 40 -> 19 -> 10 -> 5; head 125 -> 10
+    expected = (1 * 25 * 5 + 25) + 2 * (25 * 25 * 3 + 25) + linear_params(25 * 5, 10)
+    assert num_parameters(model) == expected == 5210
+    x = torch.randn(4, 40)
+    assert model.features(x).shape == (4, 125)
+    assert torch.equal(model(x), model(x.unsqueeze(1)))  # (N, L) is one channel
+    assert torch.equal(model(x), model.head(model.features(x)))
+
+
+def test_cnn1d_forward_matches_functional_convolutions():
+    model = build("cnn1d", input_shape=(2, 12), num_classes=3, channels=[4, 5], kernel_sizes=[3, 3])
+    x = torch.randn(5, 2, 12)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv1d)]
+    h = x
+    for conv in convs:
+        h = torch.nn.functional.conv1d(h, conv.weight, conv.bias, stride=2, padding=1).relu()
+    assert h.shape == (5, 5, 3)  # 12 -> 6 -> 3
+    torch.testing.assert_close(model(x), h.flatten(1) @ model.head.weight.T + model.head.bias)
+
+
+def test_cnn1d_rejects_images_and_too_short_sequences():
+    with pytest.raises(ValueError, match=r"CNN1d needs sequence input of shape \(L,\) or \(C, L\), got input_shape=\(1, 8, 8\)"):
+        CNN1d(DIGITS, 10)
+    with pytest.raises(ValueError, match="input of length 3 is too short for kernels"):
+        CNN1d((3,), 10, channels=[4, 4], kernel_sizes=[5, 5])
+
+
+def test_mlp_mnist1d_is_the_papers_residual_mlp():
+    model = build("mlp_mnist1d", input_shape=MNIST1D)
+    assert num_parameters(model) == linear_params(40, 100) + linear_params(100, 100) + linear_params(100, 10) == 15210
+    first, second = [m for m in model.body.modules() if isinstance(m, nn.Linear)]
+    x = torch.randn(6, 40)
+    h = torch.relu(first(x))
+    h = h + torch.relu(second(h))  # the paper's MLPBase: h = h + relu(linear2(h))
+    torch.testing.assert_close(model(x), model.head(h))
+
+
+def test_residual_only_where_widths_agree_and_off_by_default():
+    assert count_modules(MLP(MNIST1D, 10, hidden=[100, 100]), nn.Sequential) == 1  # the body alone
+    model = MLP(MNIST1D, 10, hidden=[16, 16, 8], residual=True)
+    assert [type(m).__name__ for m in model.body] == ["Linear", "ReLU", "Residual", "Linear", "ReLU"]
+
+
+@pytest.mark.parametrize("config_name", ["cnn1d", "mlp_mnist1d"])
+def test_mnist1d_models_vmap_over_parameter_sets(config_name):
+    model = build(config_name, input_shape=MNIST1D).eval()
+    x = torch.randn(7, 40)
+    states = perturbed_states(model, 3)
+    stacked = {name: torch.stack([s[name] for s in states]) for name in states[0]}
+    with torch.no_grad():
+        batched = vmap(lambda state: functional_call(model, state, (x,)))(stacked)
+        looped = torch.stack([functional_call(model, s, (x,)) for s in states])
+    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)

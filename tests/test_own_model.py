@@ -157,10 +157,44 @@ def test_figures_gallery_of_a_user_model(user_models, tmp_path, tiny_config):
     assert (tmp_path / "gallery" / "figures" / "gallery.png").stat().st_size > 1000
 
 
-def test_tasks_that_report_classification_error_refuse_a_regression_loss(tiny_config):
+def regression_file(folder: Path) -> Path:
+    """y = x . w + noise in a .npz (the tensors dataset's default keys)."""
+    generator = np.random.default_rng(0)
+    x = generator.normal(size=(120, 4)).astype(np.float32)
+    path = folder / "regression.npz"
+    np.savez(path, x=x, y=(x @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.1 * generator.normal(size=120)).astype(np.float32))
+    return path
+
+
+def test_regression_on_the_users_file_and_tasks_that_need_class_accuracy(tmp_path, tiny_config):
+    data = [f"dataset=tensors", f"dataset.path={regression_file(tmp_path)}", "model=mlp", "model.hidden=[8]", "loss=mse",
+            "evaluation.workers=1"]
+    summary = _run(tiny_config(*data, "scan=line"))
+    assert summary["loss"]["name"] == "mean squared error" and "train_r2" in summary and "train_accuracy" not in summary
+    curve = ScanResult.load(summary["scans"]["line"]["file"])
+    assert set(curve.values) == {"train_loss", "train_r2", "test_loss", "test_r2"}
+    assert curve.center_value("train_loss") == pytest.approx(summary["train_loss"], rel=1e-6)
     for task in ("asymmetric_valley", "taxonomy"):
         with pytest.raises(LossError, match=f"task={task} measures classification error .* has metric r2"):
-            _run(tiny_config("dataset=moons", "dataset.n_samples=60", "model=mlp", "loss=mse", f"task={task}"))
+            _run(tiny_config(*data, f"task={task}"))
+
+
+def test_gpt2_on_a_text_file_through_the_config(tmp_path, tiny_config):
+    """dataset=text + model=hf (GPT-2 from a config) + loss=token_cross_entropy: a line scan and the
+    Hessian's top eigenvalue, composed from the real config groups."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 12)
+    text = ["dataset=text", f"dataset.path={corpus}", "dataset.block_size=8", "model=hf", "model.architecture=gpt2",
+            "+model.config.n_layer=1", "+model.config.n_embd=8", "+model.config.n_head=2", "+model.config.n_positions=8",
+            "+model.config.bos_token_id=0", "+model.config.eos_token_id=0", "loss=token_cross_entropy", "evaluation.workers=1",
+            "train.epochs=1", "train.batch_size=16"]
+    summary = _run(tiny_config(*text, "scan=line"))
+    assert summary["train_perplexity"] == pytest.approx(np.exp(summary["train_loss"]), rel=1e-9)
+    assert summary["scans"]["line"]["center"]["train_loss"] == pytest.approx(summary["train_loss"], rel=1e-5)
+    hessian = _run(tiny_config(*text, "task=hessian", "hessian.eigen.top_k=1", "hessian.trace.hutchinson_samples=2",
+                               "hessian.trace.hutchpp_products=6", "hessian.density.runs=1", "hessian.density.steps=4",
+                               "hessian.curvature.directions=0"))["hessian"]
+    assert hessian["top_eigenvalues"][0] > 0
 
 
 # ---------------------------------------------------------------- the user's checkpoint, in every format

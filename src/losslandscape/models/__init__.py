@@ -6,8 +6,9 @@ and ``vmap`` over parameter sets. Hydra builds them from ``conf/model/*.yaml``.
 """
 
 from losslandscape.models.cnn import SmallCNN
+from losslandscape.models.cnn1d import CNN1d
 from losslandscape.models.mlp import MLP
 from losslandscape.models.resnet import ResNet20
 from losslandscape.models.vgg import VGG
 
-__all__ = ["MLP", "SmallCNN", "VGG", "ResNet20"]
+__all__ = ["MLP", "SmallCNN", "CNN1d", "VGG", "ResNet20"]

@@ -26,6 +26,9 @@ class MLP(nn.Module):
     The classic multilayer perceptron (Rumelhart, Hinton & Williams 1986); ``features`` is the
     output of the last hidden activation (the flattened input when ``hidden`` is empty).
     ``width`` multiplies every hidden size (rounded, at least 1), the load axis of width sweeps.
+    With ``residual`` a hidden layer whose input and output widths agree adds its input,
+    ``h + act(W h + b)``: the MLP of the MNIST-1D paper (Greydanus 2020) is ``hidden=[100, 100]``
+    with ``residual=true``.
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class MLP(nn.Module):
         hidden: Sequence[int] = (64, 64),
         activation: str = "relu",
         width: float = 1.0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         activation_layer = activation_type(activation)  # fails early, even with no hidden layer
@@ -46,7 +50,8 @@ class MLP(nn.Module):
         in_features = prod(as_shape(input_shape))
         layers: list[nn.Module] = []
         for out_features in hidden:
-            layers += [nn.Linear(in_features, out_features), activation_layer()]
+            layer = [nn.Linear(in_features, out_features), activation_layer()]
+            layers += [Residual(*layer)] if residual and in_features == out_features else layer
             in_features = out_features
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(in_features, check_num_classes(num_classes))
@@ -56,3 +61,10 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class Residual(nn.Sequential):
+    """``x + layers(x)``: a skip connection around a block that keeps the width."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + super().forward(x)

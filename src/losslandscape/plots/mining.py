@@ -19,7 +19,7 @@ def plot_mining_traces(traces: list[dict[str, np.ndarray]], stem: str | Path, ob
             objective_axis.plot(steps, trace["objective"], linewidth=1, label=f"run {run}")
             low_axis.plot(steps, trace["low"], linewidth=1, label=f"run {run}")
         objective_axis.set(xlabel="step", ylabel="mining loss", title=f"{objective}: objective (mini-batch)")
-        low_axis.set(xlabel="step", ylabel="cross-entropy loss", yscale="log", title="mean loss at the low targets")
+        low_axis.set(xlabel="step", ylabel="mean loss", yscale="log", title="mean loss at the low targets")
         objective_axis.legend(fontsize=7)
         figure.tight_layout()
         return save_figure(figure, stem)

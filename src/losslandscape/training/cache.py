@@ -38,9 +38,13 @@ SPAWN_KEYS = ("spawn_epoch", "spawn_data_seed")
 log = logging.getLogger(__name__)
 
 
-def training_config(cfg: DictConfig) -> dict[str, Any]:
-    """Everything that changes the trained weights, and nothing else (scan settings are not here)."""
+def training_config(cfg: DictConfig, data: DataSplits | None = None) -> dict[str, Any]:
+    """Everything that changes the trained weights, and nothing else (scan settings are not here):
+    with the data, the content hash of its source files when the loader reads files (a file
+    regenerated in place then trains anew instead of reusing the old model)."""
+    fingerprint = getattr(data, "fingerprint", None)
     return {
+        **({"data_files": fingerprint} if fingerprint else {}),
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "train": canonical_train(cfg),
@@ -100,7 +104,7 @@ def parent_config(cfg: DictConfig) -> DictConfig:
 def run_directory(cfg: DictConfig, data: DataSplits) -> tuple[Path, str]:
     """Where this config's checkpoints live, and its cache key. The name carries the seeds that differ
     from ``seed`` and the spawn (``-init1``, ``-data2``, ``-spawn5d3``), only when they are set."""
-    config = training_config(cfg)
+    config = training_config(cfg, data)
     key = stable_hash(config)
     model_name = cfg.model._target_.rsplit(".", 1)[-1].lower()
     train = config["train"]
@@ -136,7 +140,7 @@ def train_or_reuse(
 ) -> TrainedRun:
     """Return the cached checkpoints of this config, training them first if no finished run exists."""
     check_seeds(cfg)
-    config = training_config(cfg)
+    config = training_config(cfg, data)
     directory, key = run_directory(cfg, data)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory) + ".lock"):
