@@ -196,6 +196,12 @@ def checkpoint_reference(null: bool = False) -> Rule:
     return rule
 
 
+def auto_or_integer() -> Rule:
+    """``auto`` (inferred from the targets), null (not class indices) or a class count >= 2."""
+    check = integer(2, null=True)
+    return lambda value, cfg: None if value == "auto" else check(value, cfg)
+
+
 def importable_or_null() -> Rule:
     check = importable()
     return lambda value, cfg: None if value is None else check(value, cfg)
@@ -256,7 +262,6 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "test_fraction": number(above=0, below=1),
         "n_samples": integer(2),
         "n_features": integer(1),
-        "num_classes": integer(2),
         "cluster_std": number(above=0),
         "noise": number(low=0),
         "seed": integer(),
@@ -403,6 +408,11 @@ TARGET_SCHEMA: dict[str, dict[str, Rule]] = {
                                                "path": text(null=True), "architecture": text(null=True)},
     "losslandscape.models.mlp.MLP": {"activation": one_of("relu", "tanh", "gelu")},
     "losslandscape.data.cifar.load_cifar": {"num_classes": one_of(10, 100)},
+    "losslandscape.data.synthetic.make_gaussian_mixture": {"num_classes": integer(2)},
+    "losslandscape.data.tensors.load_tensors": {"path": existing_path("file", hint="give the .pt, .npz or .safetensors file"),
+                                                "num_classes": auto_or_integer()},
+    "losslandscape.data.text.load_text": {"path": existing_path("file or folder", hint="give a text file or a folder of .txt files"),
+                                          "block_size": integer(1)},
     "losslandscape.data.mnist.load_mnist": {"variant": one_of("mnist", "fashion_mnist")},
     TASKS + "asymmetric_valley.run_asymmetric_valley": {
         "ratios": list_of(number(low=0, high=1), distinct=True, what="ratios in [0, 1]"),

@@ -45,12 +45,11 @@ class SupervisedModule(pl.LightningModule):
         x, y = batch
         outputs = self.model(x)
         units = max(self.criterion.units(y), 1)
-        summed = self.criterion.sums(outputs, y) if self.criterion.metric else self.criterion.summed(outputs, y)[None]
-        loss = summed[0] / units
+        # bound to the batch: an R^2 here uses the batch's own target variance (a training curve, not a measure)
+        loss, metric = self.criterion.for_split(y).sums(outputs, y) / units
         on_step = split == "train"
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=units)
-        if self.criterion.metric:  # (an R^2 here uses the batch's own target variance: a training curve, not a measure)
-            metric = (self.criterion.for_split(y).sums(outputs, y)[1] if self.criterion.metric == "r2" else summed[1]) / units
+        if self.criterion.metric:
             self.log(f"{split}/{self.criterion.metric}", metric.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=units)
         return loss
 
