@@ -15,6 +15,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from conftest import compose_config
+from losslandscape.errors import ConfigError
 from losslandscape.data import (
     DatasetError,
     load_hf_disk,
@@ -402,6 +403,6 @@ def test_hf_disk_dataset_dict_and_single_dataset(tmp_path):
 
 def test_a_missing_path_fails_before_training(tiny_config, tmp_path):
     cfg = tiny_config("dataset=tensors", f"dataset.path={tmp_path / 'absent.npz'}", "model=mlp", "scan=line")
-    with pytest.raises(InstantiationException, match=f"tensor file not found: {tmp_path / 'absent.npz'}"):
-        run_landscape(cfg)
+    with pytest.raises(ConfigError, match=f"dataset.path={tmp_path / 'absent.npz'}: no such file"):
+        run_landscape(cfg)  # caught by the validation step, before the loader or any training
     assert not Path(cfg.cache_dir).exists()
