@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from PIL import Image
 from safetensors.torch import save_file
