@@ -86,3 +86,15 @@ def meshio_geometry(mesh):
     import meshio
 
     return meshio.Mesh(mesh.points, mesh.cells)
+
+
+def share_surface(result, output_dir: str | Path, log_scale: bool = False, path_xy: np.ndarray | None = None,
+                  axis_labels: tuple[str, str] = ("alpha", "beta")):
+    """Everything a plane scan is shared as: ``figures/<scan>.html`` (interactive) and
+    ``surfaces/<scan>.{vtu,ply,obj}`` beside its ``.npz``; returns the plotly figure (for W&B) and the paths."""
+    from .interactive import surface_figure, write_html
+
+    output_dir = Path(output_dir)
+    figure = surface_figure(result, log_scale, path_xy, axis_labels)
+    html = write_html(figure, output_dir / "figures" / f"{result.name}.html")
+    return figure, [html, *export_surface(result, output_dir / "surfaces", log_scale)]

@@ -42,7 +42,7 @@ class NullTracker:
 
     def log_history(self, history: list[dict[str, float]]) -> None: ...
 
-    def log_scan(self, result: Any, figures: list[Path]) -> None: ...
+    def log_scan(self, result: Any, figures: list[Path], interactive: Any = None) -> None: ...
 
     def log_summary(self, summary: dict[str, Any]) -> None: ...
 
@@ -117,14 +117,17 @@ class WandbTracker(NullTracker):
         table = self._wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in history])
         self.run.log({"train/history": table})
 
-    def log_scan(self, result: Any, figures: list[Path]) -> None:
-        """A curve or surface under its scan's name: figures as images, values as a table (an artifact if large)."""
+    def log_scan(self, result: Any, figures: list[Path], interactive: Any = None) -> None:
+        """A curve or surface under its scan's name: figures as images, values as a table (an artifact if large),
+        and ``interactive`` (a plotly figure of a surface) as a rotatable panel ``<scan>/interactive``."""
         prefix = result.name
         payload: dict[str, Any] = {
             f"{prefix}/{Path(f).stem.removeprefix(prefix).strip('_') or 'figure'}": self._wandb.Image(str(f))
             for f in figures
             if str(f).endswith(".png")
         }
+        if interactive is not None:
+            payload[f"{prefix}/interactive"] = self._wandb.Plotly(interactive)
         columns, rows = _scan_rows(result)
         if len(rows) <= TABLE_ROW_LIMIT:
             table = self._wandb.Table(columns=columns, data=rows)
