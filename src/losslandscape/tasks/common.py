@@ -21,7 +21,7 @@ from ..landscape.evaluator import Evaluator, ParamDict, parameters_of
 from ..landscape.point_workers import resolve_workers
 from ..training.cache import TrainedRun, train_or_reuse
 from ..training.checkpoints import load_into_configured_model
-from ..tracking.wandb_tracker import NullTracker
+from ..tracking.wandb_tracker import NullTracker, sweep_group
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def hydra_job() -> dict[str, Any]:
     if not HydraConfig.initialized():
         return {}
     hydra = HydraConfig.get()
-    sweep = Path(hydra.sweep.dir).name if hydra.mode == RunMode.MULTIRUN else None
+    sweep = sweep_group(hydra.sweep.dir) if hydra.mode == RunMode.MULTIRUN else None
     return {"overrides": list(hydra.overrides.task), "sweep": sweep}
 
 
