@@ -13,7 +13,6 @@ import numpy as np
 
 from ..files import atomic_path
 
-SPLIT_COLORS = {"train": "#1f77b4", "test": "#ff7f0e"}  # matplotlib's tab:blue / tab:orange, as in the PNG figures
 COLORSCALES = {"train": "Viridis", "test": "Cividis"}  # both colorblind-safe; two scales tell the surfaces apart
 FLOOR_GAP = 0.35  # the projected contour lies this fraction of the loss range below the surface's minimum
 
