@@ -11,6 +11,7 @@ from pathlib import Path
 
 import meshio
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 
 from losslandscape.landscape.scans import ScanResult
@@ -59,6 +60,7 @@ def test_the_html_page_holds_the_surfaces_hover_values_model_path_and_both_scale
     html = page.read_text()
     assert "<script src=" not in html  # plotly.js is inline: the page opens offline
     ((data, layout),) = plotly_figures(html)
+    go.Figure(data=data, layout=layout)  # plotly's schema accepts every property the page uses
     surfaces, points = traces(data, "surface"), traces(data, "scatter3d")
     assert [s["name"] for s in surfaces] == ["train loss", "test loss"]
     with np.errstate(divide="ignore"):
