@@ -8,7 +8,7 @@
 - ``<scan>.ply``: the surface itself, z = the first split's loss (or its log10), as triangles, with
   every grid as vertex properties; ``<scan>.obj``: the same geometry, for tools that only read OBJ.
   Points whose height is not finite (a diverged loss far from the minimum) and their triangles
-  are left out: meshes have no gaps.
+  are left out: a hole in the mesh, where a vertex at infinity or NaN would break the renderer.
 """
 
 from __future__ import annotations
