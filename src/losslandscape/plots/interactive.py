@@ -32,6 +32,12 @@ def surface_splits(result) -> list[str]:
         k.removesuffix("_loss") for k in result.values if k.endswith("_loss"))
 
 
+def loss_name(result) -> str:
+    """The measured loss as the file names it (``cross-entropy loss``, ...), else plain ``loss``."""
+    loss = result.provenance.get("loss")
+    return str(loss.get("name", "loss")) if isinstance(loss, dict) else "loss"
+
+
 def split_metrics(result, split: str) -> list[str]:
     """The other numbers stored per point besides the loss (``accuracy``; other losses may store others)."""
     return [k.removeprefix(f"{split}_") for k in result.values if k.startswith(f"{split}_") and k != f"{split}_loss"]
@@ -69,7 +75,7 @@ def surface_figure(result, log_scale: bool = False, path_xy: np.ndarray | None =
 
     splits = surface_splits(result)
     x, y = result.axes["x"], result.axes["y"]
-    loss_label = "log10 loss" if log_scale else "loss"
+    loss_label = f"log10 {loss_name(result)}" if log_scale else loss_name(result)
     grids, low, high = _heights(result, splits, log_scale)
     floor = _floor(low, high)
     j, i = center_index(result)
@@ -127,7 +133,7 @@ def _menus(result, splits: list[str], log_scale: bool, path_points: int) -> list
         if path_points:  # the training path lies on the floor, which moves with the scale
             heights.append([_floor(low, high)] * path_points)
             traces.append(count)
-        label = "log10 loss" if log else "loss"
+        label = f"log10 {loss_name(result)}" if log else loss_name(result)
         scales.append(dict(label="log10 loss" if log else "linear loss", method="update",
                            args=[{"z": heights}, {"scene.zaxis.range": [_floor(low, high), high], "scene.zaxis.title.text": label},
                                  traces]))
