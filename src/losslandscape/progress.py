@@ -82,6 +82,6 @@ def training_progress(enabled: bool) -> tuple[bool, list[pl.Callback]]:
     """``(enable_progress_bar, callbacks)`` for a Lightning trainer: its live bar on a terminal, epoch lines elsewhere."""
     if not enabled:
         return False, []
-    if interactive():
-        return True, []
+    if interactive():  # tqdm's bar, as the scans': Lightning would pick a Rich bar wherever `rich` happens to be installed
+        return True, [pl.callbacks.TQDMProgressBar()]
     return False, [EpochLines()]
