@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -70,6 +73,7 @@ def command(tmp_path: Path, name: str) -> list[str]:
 def run_in_terminal(arguments: list[str]) -> bytes:
     """The output of a command whose stdout and stderr are a pseudo-terminal, as in an interactive shell."""
     controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 x 100 like a window (a bare pty is 0 wide)
     job = subprocess.Popen(arguments, cwd=REPO, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal)
     os.close(terminal)
     output = b""
