@@ -22,6 +22,9 @@ OmegaConf.register_new_resolver("gpu_slots", lambda: max(torch.cuda.device_count
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     keep_freed_memory()  # CPU scans: no page faults for the same activations at every grid point
+    from losslandscape import progress  # imports Lightning: only after Hydra has set up logging, or Lightning keeps its own handler
+
+    progress.configure(cfg.progress_every_s)  # how often a log file gets a progress line
     # a user's mistake ends the job with its message and exit code 2; Hydra would print a traceback
     exit_on_user_error(lambda: get_method(cfg.task._target_)(cfg))
 

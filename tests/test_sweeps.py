@@ -39,7 +39,7 @@ def test_joblib_multirun_runs_two_jobs_in_parallel_and_a_restart_skips_them(tmp_
     assert [p.name for p in jobs] == ["0", "1"]
     for job in jobs:
         assert (job / "summary.json").is_file() and (job / "curves" / "line.npz").is_file()
-        assert wandb_group(job) == "sweep"  # runs of one sweep share its group
+        assert wandb_group(job) == f"{tmp_path.name}/sweep"  # runs of one sweep share its group: the folder and its parent
     assert len(list((tmp_path / "cache").glob("*/final.pt"))) == 2  # one training per seed
     stamps = [(job / "summary.json").stat().st_mtime_ns for job in jobs]
     again = run(args)

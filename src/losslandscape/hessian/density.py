@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .lanczos import LanczosProcess, ritz_pairs
 from .operator import LinearOperator
 from .trace import rademacher_probes
@@ -42,7 +42,7 @@ def slq(
     started, products_before = time.perf_counter(), operator.num_products
     probes = rademacher_probes(operator.dim, int(num_runs), seed, operator.device) / operator.dim**0.5
     nodes, weights = np.empty((int(num_runs), steps)), np.empty((int(num_runs), steps))
-    for run in tqdm(range(int(num_runs)), desc="slq", disable=not progress, leave=False):
+    for run in progress_bar(range(int(num_runs)), desc="slq", disable=not progress, leave=False):
         nodes[run], weights[run] = _quadrature(operator, probes[run], steps, seed + run)
     result = {
         "method": "slq",

@@ -20,8 +20,8 @@ import time
 import numpy as np
 import scipy.linalg
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .operator import LinearOperator
 
 WHICH = ("top", "bottom")
@@ -90,7 +90,7 @@ class LanczosProcess:
         self.betas.append(self._advance(w))
 
     def extend(self, num_steps: int, progress: bool = False) -> None:
-        for _ in tqdm(range(num_steps), desc="lanczos", disable=not progress, leave=False):
+        for _ in progress_bar(range(num_steps), desc="lanczos", disable=not progress, leave=False):
             if self.complete:
                 break
             self.step()
@@ -194,7 +194,7 @@ def hessian_eigenpairs(
         raise ValueError(f"max_steps={max_steps} cannot give k={k} eigenpairs")
     started, products_before = time.perf_counter(), operator.num_products
     process = LanczosProcess(operator, seed=seed)
-    bar = tqdm(total=max_steps, desc=f"lanczos {which}-{k}", disable=not progress, leave=False)
+    bar = progress_bar(total=max_steps, desc=f"lanczos {which}-{k}", disable=not progress, leave=False)
     while True:
         process.step()
         bar.update()
@@ -308,7 +308,7 @@ def power_iteration_eigenpairs(
 def _power_iterate(operator, found, tol, max_iter, seed, progress):
     vector = _deflated(random_unit_vector(operator.dim, seed, operator.device), found)
     value, residual, done, used = float("nan"), float("nan"), False, 0
-    for used in tqdm(range(1, max_iter + 1), desc="power iteration", disable=not progress, leave=False):
+    for used in progress_bar(range(1, max_iter + 1), desc="power iteration", disable=not progress, leave=False):
         product = operator.matvec(vector).to(torch.float64)
         previous, value = value, float(vector @ product)
         residual = float((product - value * vector).norm())

@@ -13,9 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..files import read_npz, stable_hash, tensor_dict_hash, write_npz
+from ..progress import progress_bar
 from .evaluator import Evaluator, ParamDict
 
 # numbers per point and split: the loss and the loss's metric (a loss without a metric leaves it NaN)
@@ -236,7 +236,7 @@ def evaluate_in_blocks(
     partial: Path,
     fingerprint: str,
     points_per_batch: int,
-    bar: tqdm,
+    bar: Any,
     save_every_s: float = SAVE_EVERY_S,
 ) -> np.ndarray:
     """``(points, splits, metrics)`` values at ``coordinates``, resumed from and saved to ``partial``.
@@ -312,7 +312,7 @@ def run_scan(
     splits = list(evaluators)
     fingerprint = scan_fingerprint(scan, theta, directions, evaluators)
     coordinates = scan.coordinates()
-    bar = tqdm(total=len(coordinates), desc=f"scan {scan.name}", disable=not progress, leave=False)
+    bar = progress_bar(total=len(coordinates), desc=f"scan {scan.name}", disable=not progress, leave=False)
     values = evaluate_in_blocks(coordinates, theta, directions, evaluators, partial, fingerprint,
                                 points_per_batch, bar, save_every_s)
     bar.close()

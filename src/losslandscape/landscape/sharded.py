@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from tqdm.auto import tqdm
 
 from ..files import stable_hash, write_npz
+from ..progress import progress_bar
 from .evaluator import Evaluator, ParamDict
 from .scans import SAVE_EVERY_S, LineScan, PlaneScan, RingScan, ScanResult, evaluate_in_blocks, partial_path, run_scan, scan_fingerprint
 
@@ -102,7 +102,7 @@ def run_sharded_scan(
     unit = points_per_batch  # whole vmap batches, as run_scan evaluates them
     shard = shard_indices(len(coordinates), rank, world_size, unit)
     partial = partial_path(path, rank)
-    bar = tqdm(total=shard.stop - shard.start, desc=f"scan {scan.name} (rank 0 of {world_size})", disable=not progress or rank != 0, leave=False)
+    bar = progress_bar(total=shard.stop - shard.start, desc=f"scan {scan.name} (rank 0 of {world_size})", disable=not progress or rank != 0, leave=False)
     mine = evaluate_in_blocks(coordinates[shard], theta, directions, evaluators, partial,
                               rank_fingerprint(fingerprint, rank, world_size, shard), points_per_batch, bar, save_every_s)
     bar.close()

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.func import functional_call, replace_all_batch_norm_modules_
-from tqdm.auto import tqdm
 
 from ..files import save_torch
 from ..losses import Loss, as_loss
+from ..progress import progress_bar
 
 ParamDict = dict[str, torch.Tensor]
 
@@ -169,7 +169,7 @@ def train_bezier_control(
         optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["step"]), list(state["losses"])
     steps = int(settings.steps)
-    bar = tqdm(range(start, steps), desc="bezier curve", disable=not progress, leave=False, initial=start, total=steps)
+    bar = progress_bar(range(start, steps), desc="bezier curve", disable=not progress, leave=False, initial=start, total=steps)
     for step in bar:
         t, indices = _step_sample(settings.seed, step, len(y), int(settings.batch_size))
         for group in optimizer.param_groups:

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from ..directions.normalization import ParamDict, dot, global_norm, normalize_direction
 from ..landscape.evaluator import Evaluator, point
+from ..progress import progress_bar
 from .objectives import Target
 
 
@@ -87,7 +87,7 @@ class DirectionMiner:
             trace["gradient_cosine"] = []
         batch = len(evaluator) if self.batch_size is None else min(self.batch_size, len(evaluator))
         start = time.perf_counter()
-        for _ in tqdm(range(self.steps), desc=f"mining {type(objective).__name__}", disable=not progress, leave=False):
+        for _ in progress_bar(range(self.steps), desc=f"mining {type(objective).__name__}", disable=not progress, leave=False):
             indices = torch.randperm(len(evaluator), generator=generator)[:batch]
             loss, parts = self._objective_loss(objective, evaluator, theta, directions, objective.targets(generator), indices)
             if objective.num_directions == 2:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..directions.context import direction_seed
@@ -24,6 +23,7 @@ from ..files import write_json
 from ..landscape.scans import LineScan
 from ..measures.sign_consistency import perturbed_names, sign_consistency, valley_asymmetry
 from ..plots.valleys import plot_asymmetry, plot_valley_curves
+from ..progress import progress_bar
 from .common import Checkpoints, Session, evaluators_for, require_accuracy, run_task, scanned_model, summary_head
 from .model_refs import scan_once
 
@@ -70,7 +70,7 @@ def _asymmetric_valley(session: Session) -> dict[str, Any]:
     rows = []  # one per (distribution, r, k): asymmetry of every split's loss and error, and the SSR
     examples: dict[str, dict[float, np.ndarray]] = {d: {} for d in distributions}
     items = [(d, r, k) for d in distributions for r in ratios for k in range(count)]
-    for distribution, ratio, k in tqdm(items, desc="asymmetric valley", disable=not cfg.progress):
+    for distribution, ratio, k in progress_bar(items, desc="asymmetric valley", disable=not cfg.progress):
         maker = SignConsistentDirection(ratio, distribution=distribution, normalization=str(task.normalization),
                                         bias_bn=str(task.bias_bn), scale=float(task.scale))
         seed = direction_seed(int(cfg.seed), k)

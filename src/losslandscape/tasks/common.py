@@ -22,9 +22,9 @@ from ..landscape.point_workers import resolve_workers
 from ..losses import Loss, LossError, as_loss
 from ..models.building import build_model, output_size
 from ..sweeps import DeviceLease, finished_summary, lease_device
-from ..tracking.wandb_tracker import NullTracker
 from ..training.cache import TrainedRun, train_or_reuse
 from ..training.checkpoints import load_into_configured_model
+from ..tracking.wandb_tracker import NullTracker, sweep_group
 from ..validation import check_with_data, validate_config
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def hydra_job() -> dict[str, Any]:
     if not HydraConfig.initialized():
         return {}
     hydra = HydraConfig.get()
-    sweep = Path(hydra.sweep.dir).name if hydra.mode == RunMode.MULTIRUN else None
+    sweep = sweep_group(hydra.sweep.dir) if hydra.mode == RunMode.MULTIRUN else None
     return {"overrides": list(hydra.overrides.task), "sweep": sweep}
 
 

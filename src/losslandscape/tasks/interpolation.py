@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..errors import ConfigError
 from ..files import write_json
 from ..landscape.evaluator import has_batch_norm, parameters_of
@@ -27,6 +25,7 @@ from ..measures.interpolation import barriers, check_end_points, path_direction
 from ..measures.similarity import l2_distance
 from ..measures.sign_consistency import sign_consistency, sign_consistency_report
 from ..plots.valleys import plot_interpolation
+from ..progress import progress_bar
 from .common import Checkpoints, Session, evaluators_for, require_accuracy, run_task, summary_head, trained_checkpoints
 from .model_refs import ModelRefs, scan_once
 
@@ -94,7 +93,7 @@ def _interpolation(session: Session) -> dict[str, Any]:
     run = trained_checkpoints(session)
     refs = ModelRefs(session, Checkpoints(session, run))
     entries = {}
-    for name, (ref_a, ref_b) in tqdm(pairs.items(), desc="interpolation", disable=not cfg.progress):
+    for name, (ref_a, ref_b) in progress_bar(pairs.items(), desc="interpolation", disable=not cfg.progress):
         entries[name] = interpolate(session, refs, name, ref_a, ref_b, grid, "interpolation")
     ts = grid.axes()["lambda"]
     figures = plot_interpolation(ts, {name: e["curves"] for name, e in entries.items()}, out / "figures" / "interpolation",

@@ -17,6 +17,7 @@ from ..landscape.evaluator import ParamDict
 from ..landscape.scans import ScanResult
 from ..landscape.sharded import run_sharded_scan
 from ..landscape.shapes import classify_curve
+from ..plots.exports import share_surface
 from ..plots.landscape import plot_contour, plot_curves, plot_ring, plot_surface
 from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, measured_at, scanned_model, summary_head
 
@@ -71,9 +72,14 @@ def _landscape(session: Session) -> dict[str, Any]:
         show_path = isinstance(direction_maker, TrajectoryPCA) and scan.kind == "plane"
         path_xy = trajectory_path(checkpoints, center, scan_directions) if show_path else None
         figures = plot_scan(scan, results, out / "figures", cfg.task, shapes, path_xy)
+        interactive = None
+        if scan.kind == "plane":  # the surface to rotate (HTML, W&B panel) and to render (ParaView, Blender)
+            interactive, shared = share_surface(results[0], out, bool(cfg.task.log_scale), path_xy)
+            figures += shared[:1]
+            entries[scan.name]["exports"] = [str(f) for f in shared[1:]]
         for result in results:
             entries[result.name]["figures"] = [str(f) for f in figures]
-            session.tracker.log_scan(result, figures)
+            session.tracker.log_scan(result, figures, interactive)
 
     return {
         **summary_head(session, "landscape"),

@@ -30,6 +30,7 @@ from ..hessian import HessianOperator, hessian_quadratic_form
 from ..landscape.scans import LineScan, PlaneScan, ScanResult, run_scan
 from ..landscape.shapes import classify_curve
 from ..mining.miner import DirectionMiner, MiningResult
+from ..plots.exports import share_surface
 from ..plots.landscape import plot_contour, plot_curves, plot_surface
 from ..plots.mining import plot_mining_traces, plot_wine_bottle
 from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head
@@ -199,7 +200,8 @@ def measure_ring(session, stem, objective, directions, theta, evaluators, operat
     plane = run_scan(PlaneScan(f"{stem}_plane", objective.span, objective.span, n, n, orthogonalize=False), theta, directions,
                      evaluators, path, {**provenance, "path": str(path)}, ppb, bool(session.cfg.progress))
     results[f"{stem}_plane"] = plane
-    session.tracker.log_scan(plane, [])
+    interactive, _ = share_surface(plane, session.output_dir)  # figures/<stem>_plane.html, surfaces/<stem>_plane.{vtu,ply,obj}
+    session.tracker.log_scan(plane, [], interactive)
     w_peaks = sum(label == "w-peak" for label in ray_labels)
     curvatures = [curvature(operator, d) for d in directions]
     record = {
@@ -261,7 +263,9 @@ def saddle_surface(session, best, theta, evaluators, operator, miner, context, p
     labels = (r"$\alpha$ (Gaussian, v-basin)", r"$\beta$ (mined, w-peak)")
     figures = plot_contour(plane, out / "figures" / "saddle_contour", split, 20, True, axis_labels=labels, equal_aspect=False)
     figures += plot_surface(plane, out / "figures" / "saddle_surface", split, True, axis_labels=("Gaussian", "mined"))
-    session.tracker.log_scan(plane, figures)
+    interactive, shared = share_surface(plane, out, True, axis_labels=("alpha (Gaussian)", "beta (mined)"))
+    figures += shared[:1]
+    session.tracker.log_scan(plane, figures, interactive)
     return record, figures
 
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..files import read_npz, stable_hash, write_json, write_npz
 from ..measures.ntk import KERNELS, empirical_ntk, kernel_distance, kernel_velocities
 from ..plots.ntk import plot_kernel_distance_matrix, plot_kernel_dynamics
+from ..progress import progress_bar
 from .common import Checkpoints, Session, load_model, run_task, summary_head, trained_checkpoints
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -49,7 +49,7 @@ def _ntk(session: Session) -> dict[str, Any]:
 
     files = [out / "kernels" / f"epoch_{epoch:03d}.npz" for epoch in epochs]
     dynamics, seconds, shape = KernelDynamics(epochs), [], None
-    for epoch, ref, file in tqdm(list(zip(epochs, refs, files)), desc="NTK per checkpoint", disable=not cfg.progress):
+    for epoch, ref, file in progress_bar(list(zip(epochs, refs, files)), desc="NTK per checkpoint", disable=not cfg.progress):
         kernel, took = kernel_at(session, checkpoints.path(ref), x, file, {**settings, "epoch": epoch}, indices)
         dynamics.add(kernel)  # holds the initial and the previous kernel only: memory does not grow with the epochs
         seconds.append(took)

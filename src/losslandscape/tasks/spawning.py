@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..errors import ConfigError
 from ..plots.valleys import plot_spawning_barrier, plot_spawning_curves
+from ..progress import progress_bar
 from .common import Checkpoints, Session, require_accuracy, run_task, summary_head, trained_checkpoints
 from .interpolation import check_grid, interpolate
 from .model_refs import ModelRefs
@@ -48,7 +47,7 @@ def _spawning(session: Session) -> dict[str, Any]:
     run = trained_checkpoints(session)  # the parent: its saved epochs are what the children are checked against
     refs = ModelRefs(session, Checkpoints(session, run))
     entries = {}
-    for s in tqdm(spawn_epochs, desc="spawning", disable=not cfg.progress):
+    for s in progress_bar(spawn_epochs, desc="spawning", disable=not cfg.progress):
         entries[s] = interpolate(session, refs, f"spawn{s:03d}", f"spawn:{s}:{children[0]}", f"spawn:{s}:{children[1]}", grid, "spawning")
     keys = list(next(iter(entries.values()))["barrier"])
     barriers = {key: [entries[s]["barrier"][key] for s in spawn_epochs] for key in keys}

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 MODES = ("auto", "online", "offline", "disabled")
 TABLE_ROW_LIMIT = 10_000  # W&B keeps at most this many rows of a logged table
+# The saved history's names of metrics that Lightning logs per step and per epoch; live, the epoch value is `<name>_epoch`
+LIVE_KEYS = {"train/loss": "train/loss_epoch"}
 
 
 def has_wandb_credentials() -> bool:
@@ -45,6 +47,13 @@ def server_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def sweep_group(sweep_dir: str | Path) -> str:
+    """The W&B group of a multirun's jobs: its folder and the folder above, ``2026-12-02/07-05-58`` for
+    Hydra's ``outputs/multirun/<date>/<time>``, so sweeps started at the same time of day on two days differ."""
+    path = Path(sweep_dir)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
 class NullTracker:
     """``logger=none``: every call is accepted and nothing is sent anywhere."""
 
@@ -55,7 +64,7 @@ class NullTracker:
 
     def log_history(self, history: list[dict[str, float]]) -> None: ...
 
-    def log_scan(self, result: Any, figures: list[Path]) -> None: ...
+    def log_scan(self, result: Any, figures: list[Path], interactive: Any = None) -> None: ...
 
     def log_summary(self, summary: dict[str, Any]) -> None: ...
 
@@ -127,21 +136,31 @@ class WandbTracker(NullTracker):
         return WandbLogger(experiment=self.run)
 
     def log_history(self, history: list[dict[str, float]]) -> None:
-        """Per-epoch training metrics of cached checkpoints (live training logs through Lightning)."""
+        """Per-epoch training metrics of cached checkpoints, under the keys a live training run logs through
+        Lightning and against ``epoch``, so reused and freshly trained runs share their dashboard lines;
+        and the whole history as the table ``train/history``."""
         if not history:
             return
+        for prefix in ("train", "test"):
+            self.run.define_metric(f"{prefix}/*", step_metric="epoch")
+        for row in history:  # the saved history counts finished epochs (1, 2, ...), Lightning logs the epoch index (0, 1, ...)
+            metrics = {LIVE_KEYS.get(k, k): v for k, v in row.items() if v is not None and k != "epoch"}
+            self.run.log({**metrics, "epoch": int(row["epoch"]) - 1})
         columns = sorted({k for row in history for k in row})
         table = self._wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in history])
         self.run.log({"train/history": table})
 
-    def log_scan(self, result: Any, figures: list[Path]) -> None:
-        """A curve or surface under its scan's name: figures as images, values as a table (an artifact if large)."""
+    def log_scan(self, result: Any, figures: list[Path], interactive: Any = None) -> None:
+        """A curve or surface under its scan's name: figures as images, values as a table (an artifact if large),
+        and ``interactive`` (a plotly figure of a surface) as a rotatable panel ``<scan>/interactive``."""
         prefix = result.name
         payload: dict[str, Any] = {
             f"{prefix}/{Path(f).stem.removeprefix(prefix).strip('_') or 'figure'}": self._wandb.Image(str(f))
             for f in figures
             if str(f).endswith(".png")
         }
+        if interactive is not None:
+            payload[f"{prefix}/interactive"] = self._wandb.Plotly(interactive)
         columns, rows = _scan_rows(result)
         if len(rows) <= TABLE_ROW_LIMIT:
             table = self._wandb.Table(columns=columns, data=rows)

@@ -29,6 +29,7 @@ from ..data.splits import DataSplits
 from ..files import stable_hash, write_json
 from ..losses import Loss, as_loss
 from ..models.building import build_model, output_size
+from ..progress import training_progress
 from .checkpoints import save_checkpoint
 from .lightning import SupervisedModule, DataOrderSwitch, EpochCheckpointer, SplitsDataModule
 
@@ -173,6 +174,7 @@ def _train(cfg, config, key, data, directory, device, logger, progress) -> list[
         model, instantiate(train.optimizer), train.schedule, train.epochs, train.step_size, train.gamma, training_loss(cfg)
     )
     checkpointer = EpochCheckpointer(directory, train.checkpoint_every, metadata)
+    show_bar, progress_callbacks = training_progress(progress)  # a live bar on a terminal, a line per epoch in a log
     trainer = pl.Trainer(
         max_epochs=int(train.epochs),
         accelerator="gpu" if device.type == "cuda" else "cpu",
@@ -180,7 +182,8 @@ def _train(cfg, config, key, data, directory, device, logger, progress) -> list[
         deterministic=True,
         logger=logger if logger is not None else False,
         enable_checkpointing=False,
-        enable_progress_bar=progress,
+        enable_progress_bar=show_bar,
+        callbacks=progress_callbacks,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=int(train.log_every_n_steps),
