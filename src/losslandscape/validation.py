@@ -409,6 +409,7 @@ TARGET_SCHEMA: dict[str, dict[str, Rule]] = {
     "losslandscape.models.mlp.MLP": {"activation": one_of("relu", "tanh", "gelu")},
     "losslandscape.data.cifar.load_cifar": {"num_classes": one_of(10, 100)},
     "losslandscape.data.synthetic.make_gaussian_mixture": {"num_classes": integer(2)},
+    TASKS + "plot.run_plot": {"split": one_of("train", "test", null=True), "file": existing_path("file", null=True)},
     "losslandscape.data.tensors.load_tensors": {"path": existing_path("file", hint="give the .pt, .npz or .safetensors file"),
                                                 "num_classes": auto_or_integer()},
     "losslandscape.data.text.load_text": {"path": existing_path("file or folder", hint="give a text file or a folder of .txt files"),
@@ -477,9 +478,9 @@ def validate_config(cfg: DictConfig) -> None:
     problems = missing_values(cfg)
     for group, table in SCHEMA.items():
         for prefix, node in group_nodes(cfg, group):
-            problems += check_table(cfg, prefix, node, table)
             target = node.get("_target_") if isinstance(node, DictConfig) else None
-            problems += check_table(cfg, prefix, node, TARGET_SCHEMA.get(str(target), {}))
+            # an option's own rules replace the group's rule of the same key
+            problems += check_table(cfg, prefix, node, {**table, **TARGET_SCHEMA.get(str(target), {})})
     problems += cross_checks(cfg)
     if problems:
         raise ConfigError(*problems)
