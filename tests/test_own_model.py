@@ -445,3 +445,13 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     assert namespace["line"].kind == "line" and (tmp_path / "plane_contour.png").stat().st_size > 1000
     assert len(namespace["spectrum"]["top_eigenvalues"]) == 3 and namespace["mined"]["label"] in {
         "v-basin", "v-side", "w-basin", "w-peak", "vvv-basin", "flat", "other"}
+
+
+def test_validation_leaves_a_user_models_own_arguments_alone(user_models, tiny_config):
+    """The built-in architectures' rules (channels: a list of widths) do not judge a user's argument of that name."""
+    from losslandscape.errors import ConfigError
+    from losslandscape.validation import validate_config
+
+    validate_config(tiny_config("model=custom", "model._target_=my_models.TinyNet", "+model.channels=rgb"))
+    with pytest.raises(ConfigError, match="model.channels=rgb"):
+        validate_config(tiny_config("model=cnn", "model.channels=rgb"))

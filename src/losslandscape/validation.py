@@ -266,7 +266,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "noise": number(low=0),
         "seed": integer(),
     },
-    "model": {  # no key is required but _target_: a custom model brings its own
+    "model": {  # the built-in architectures' keys; a custom model (any other _target_) is checked for _target_ only
         "_target_": importable(),
         "hidden": integer_or_list(),
         "channels": list_of(integer(1), what="integers >= 1"),
@@ -479,6 +479,8 @@ def validate_config(cfg: DictConfig) -> None:
     for group, table in SCHEMA.items():
         for prefix, node in group_nodes(cfg, group):
             target = node.get("_target_") if isinstance(node, DictConfig) else None
+            if group == "model" and not str(target).startswith("losslandscape.models."):
+                table = {"_target_": table["_target_"]}  # a user's model: its arguments mean what its author says
             # an option's own rules replace the group's rule of the same key
             problems += check_table(cfg, prefix, node, {**table, **TARGET_SCHEMA.get(str(target), {})})
     problems += cross_checks(cfg)
