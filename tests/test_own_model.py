@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 import losslandscape as ll
 from losslandscape.landscape.evaluator import Evaluator, parameters_of
-from losslandscape.landscape.scans import LineScan, ScanResult, run_scan
+from losslandscape.landscape.scans import ScanResult
 from losslandscape.losses import BinaryCrossEntropy, CrossEntropy, LossError, MeanSquaredError, TokenCrossEntropy
 from losslandscape.models.building import ModelError, build_model
 from losslandscape.tasks.common import open_session
@@ -167,7 +167,7 @@ def regression_file(folder: Path) -> Path:
 
 
 def test_regression_on_the_users_file_and_tasks_that_need_class_accuracy(tmp_path, tiny_config):
-    data = [f"dataset=tensors", f"dataset.path={regression_file(tmp_path)}", "model=mlp", "model.hidden=[8]", "loss=mse",
+    data = ["dataset=tensors", f"dataset.path={regression_file(tmp_path)}", "model=mlp", "model.hidden=[8]", "loss=mse",
             "evaluation.workers=1"]
     summary = _run(tiny_config(*data, "scan=line"))
     assert summary["loss"]["name"] == "mean squared error" and "train_r2" in summary and "train_accuracy" not in summary

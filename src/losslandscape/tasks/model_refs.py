@@ -82,7 +82,6 @@ class ModelRefs:
         return self._params[key]
 
     def model(self, path: Path):
-        cfg, data = self.session.cfg, self.session.data
         return load_model(self.session, path)
 
     def _variant_run(self, ref: str) -> TrainedRun | None:

@@ -124,7 +124,7 @@ def kernel_at(session: Session, checkpoint: Path, x: torch.Tensor, path: Path, f
         arrays, provenance = read_npz(path)
         if provenance.get("fingerprint") == key:
             return torch.from_numpy(arrays["kernel"]), float(provenance["seconds"])
-    cfg, task, data = session.cfg, session.cfg.task, session.data
+    task = session.cfg.task
     model = load_model(session, checkpoint).to(x.dtype)
     start = time.perf_counter()
     chunk = None if task.example_chunk is None else int(task.example_chunk)

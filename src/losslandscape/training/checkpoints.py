@@ -17,7 +17,7 @@ from ..files import save_torch
 FORMAT = "losslandscape-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable, or does not fit the model it is loaded into."""
 
 
