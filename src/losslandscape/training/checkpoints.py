@@ -128,10 +128,9 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str
                prefix: str | None = None, trained_with: str | None = None) -> None:
     """Load ``state`` into ``model``, after stripping (or adding) the one key prefix that makes the
     names fit (Lightning's ``model.``, DataParallel's ``module.``), explaining any mismatch."""
-    state = fitted_names(model, state, prefix)
-    expected = model.state_dict()
-    tied = tied_names(model)
-    missing = sorted(n for n in set(expected) - set(state) if n not in tied or tied[n] not in state)
+    expected, tied = model.state_dict(), tied_names(model)
+    state = fitted_names(set(expected), tied, state, prefix)
+    missing = sorted(n for n in set(expected) - set(state) if tied.get(n) not in state)
     unexpected = sorted(set(state) - set(expected))
     reshaped = sorted(n for n in set(expected) & set(state) if tuple(expected[n].shape) != tuple(state[n].shape))
     if missing or unexpected or reshaped:
@@ -139,23 +138,26 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str
     model.load_state_dict(state, strict=False)
 
 
-def fitted_names(model: torch.nn.Module, state: dict[str, torch.Tensor], prefix: str | None) -> dict[str, torch.Tensor]:
-    """``state`` renamed to the model's names: with ``prefix`` stripped, or the unique prefix found to fit."""
+def fitted_names(expected: set[str], tied: dict[str, str], state: dict[str, torch.Tensor],
+                 prefix: str | None) -> dict[str, torch.Tensor]:
+    """``state`` renamed to the model's names ``expected``: with ``prefix`` stripped, or with the one
+    prefix (stripped from the file's names or added to them) whose renaming gives every tensor."""
     if prefix:
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    expected = set(model.state_dict())
-    if expected <= set(state) | set(tied_names(model)):
+
+    def fits(names) -> bool:  # only the model's names, and each of them (or its tied twin) there
+        return set(names) <= expected and all(n in names or tied.get(n) in names for n in expected)
+
+    def prefixes(names):
+        return sorted({k[: i + 1] for k in names for i, c in enumerate(k) if c == "."})
+
+    if fits(state):
         return state
-    fits = []
-    for candidate in sorted({k[: i + 1] for k in state for i, c in enumerate(k) if c == "."}):
-        stripped = {k[len(candidate):]: v for k, v in state.items() if k.startswith(candidate)}
-        if set(stripped) <= expected and len(set(stripped) | set(tied_names(model))) >= len(expected):
-            fits.append(("strip", candidate, stripped))
-    for candidate in sorted({k[: i + 1] for k in expected for i, c in enumerate(k) if c == "."}):
-        added = {candidate + k: v for k, v in state.items()}
-        if set(added) <= expected and len(set(added) | set(tied_names(model))) >= len(expected):
-            fits.append(("add", candidate, added))
-    return fits[0][2] if len(fits) == 1 else state
+
+    stripped = ({k[len(p):]: v for k, v in state.items() if k.startswith(p)} for p in prefixes(state))
+    added = ({p + k: v for k, v in state.items()} for p in prefixes(expected))
+    candidates = [renamed for renamed in (*stripped, *added) if fits(renamed)]
+    return candidates[0] if len(candidates) == 1 else state
 
 
 def tied_names(model: torch.nn.Module) -> dict[str, str]:
