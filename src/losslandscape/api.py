@@ -136,9 +136,9 @@ def mine(model: torch.nn.Module, data: Data, loss: Loss | Callable | None = None
          progress: bool = False) -> dict[str, Any]:
     """Mine a direction whose curve has the preset's shape (``w_peak``, ``vvv_basin`` or a mining
     objective object), then scan it: ``{"direction", "scan", "label", "success", "trace"}``."""
-    target = PRESETS[preset]() if isinstance(preset, str) else preset
     if isinstance(preset, str) and preset not in PRESETS:
         raise ValueError(f"unknown mining preset {preset!r}: expected one of {', '.join(PRESETS)} or an objective object")
+    target = PRESETS[preset]() if isinstance(preset, str) else preset
     theta = parameters_of(model)
     evaluator = objective(model, data, loss)
     miner = DirectionMiner(lambda params: torch.optim.Adam(params, lr=lr), steps, batch_size)

@@ -177,8 +177,6 @@ class MeanSquaredError(Loss):
             raise LossError(f"loss=mse needs float targets with one value per output, got outputs {tuple(outputs.shape)} "
                             f"and targets {tuple(targets.shape)} {targets.dtype}; for class indices use loss=cross_entropy")
 
-    def describe(self):
-        return {"name": self.name, "metric": self.metric, "type": type(self).__name__}
 
 
 class BinaryCrossEntropy(Loss):
@@ -230,6 +228,12 @@ class CallableLoss(Loss):
                             f"{tuple(targets.shape)}: {type(error).__name__}: {error}") from error
         if not isinstance(value, torch.Tensor) or value.dim() != 0:
             raise LossError(f"{self.name} must return the summed loss as a scalar tensor, got {value!r:.80}")
+
+    def describe(self):
+        # which functions: a result of one user loss is never taken for another's of the same name
+        named = {key: f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}"
+                 for key, f in (("fn", self.fn), ("metric_fn", self.metric_fn)) if f is not None}
+        return {**super().describe(), **named}
 
 
 def _callable(value: str | Callable, key: str) -> Callable:
