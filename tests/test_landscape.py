@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losslandscape.files import write_npz
+from losslandscape.store import save_arrays
 from losslandscape.landscape import scans as scans_module
 from losslandscape.landscape.evaluator import Evaluator, parameters_of, point
 from losslandscape.landscape.scans import LineScan, PlaneScan, ScanResult, run_scan
@@ -181,9 +181,10 @@ def test_a_scan_saves_its_partial_file_by_time(linear_problem, tmp_path, monkeyp
     model, x, y, theta, d1, d2 = linear_problem
     for interval, expected in ((0.0, list(range(1, 30))), (60.0, [])):
         saves = []
-        monkeypatch.setattr(scans_module, "write_npz", lambda path, arrays, meta: saves.append(arrays.get("done")) or write_npz(path, arrays, meta))
-        run_scan(PlaneScan(x_points=6, y_points=5), theta, [d1, d2], {"train": Evaluator(model, x, y)}, tmp_path / "s.npz",
-                 progress=False, save_every_s=interval)
+        monkeypatch.setattr(scans_module, "save_arrays",
+                            lambda path, arrays, meta, key: saves.append(arrays.get("done")) or save_arrays(path, arrays, meta, key))
+        run_scan(PlaneScan(x_points=6, y_points=5), theta, [d1, d2], {"train": Evaluator(model, x, y)},
+                 tmp_path / f"s{interval}.npz", progress=False, save_every_s=interval)
         assert saves == [*expected, None]  # then the result file
 
 

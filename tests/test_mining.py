@@ -10,7 +10,8 @@ import torch
 from losslandscape.directions.noise import NoiseDirection
 from losslandscape.mining.miner import DirectionMiner
 from losslandscape.mining.objectives import Ring, Template, VVVBasin, WPeak, parse_targets
-from losslandscape.tasks.mine import center_is_local_maximum, run_mine
+from losslandscape.landscape.shapes import center_is_local_maximum
+from losslandscape.tasks.mine import run_mine
 
 
 def small_theta() -> dict[str, torch.Tensor]:

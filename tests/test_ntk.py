@@ -16,7 +16,8 @@ from hydra.utils import instantiate
 
 from losslandscape.directions.checkpoints import TrajectoryPCA
 from losslandscape.directions.context import DirectionContext
-from losslandscape.files import read_npz, write_npz
+from losslandscape.files import read_npz
+from losslandscape.store import save_arrays
 from losslandscape.measures.ntk import empirical_ntk, jacobian_matrix, kernel_distance, kernel_velocities, parameter_groups
 from losslandscape.models import MLP, SmallCNN
 from losslandscape.plots import landscape as landscape_plots
@@ -161,7 +162,7 @@ def test_ntk_task_resumes_from_its_kernel_files_and_gives_the_same_numbers(tiny_
     untouched = (kernels / "epoch_000.npz").stat().st_mtime_ns
     (kernels / "epoch_001.npz").unlink()  # killed before it was written
     arrays, provenance = read_npz(kernels / "epoch_002.npz")  # written under other settings: recomputed
-    write_npz(kernels / "epoch_002.npz", {"kernel": np.zeros_like(arrays["kernel"])}, {**provenance, "fingerprint": "stale"})
+    save_arrays(kernels / "epoch_002.npz", {"kernel": np.zeros_like(arrays["kernel"])}, provenance, "stale")
     second = run_ntk(tiny_config(*SMALL_CNN, "resume=false"))
     assert (kernels / "epoch_000.npz").stat().st_mtime_ns == untouched
     assert second["ntk"]["distance_to_init"] == first["ntk"]["distance_to_init"]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from losslandscape.files import read_npz, write_npz
+from losslandscape.files import read_npz
+from losslandscape.store import save_arrays
 from losslandscape.landscape.evaluator import Evaluator, parameters_of
 from losslandscape.landscape.scans import PlaneScan, ScanResult, next_block, run_scan
 from losslandscape.landscape.sharded import (
@@ -117,7 +118,7 @@ def plant_partial_of_rank1(folder: Path) -> slice:
     values[:RESUMED_POINTS] = SENTINEL
     fingerprint = rank_fingerprint(scan_fingerprint(scan, theta, directions, evaluators), 1, WORLD, shard)
     path = partial_path(folder / "resumed.npz", rank=1)
-    write_npz(path, {"values": values, "done": RESUMED_POINTS}, {"fingerprint": fingerprint})
+    save_arrays(path, {"values": values, "done": RESUMED_POINTS}, {}, fingerprint)
     return shard
 
 

@@ -1,4 +1,4 @@
-"""What lets many jobs of one sweep run side by side: a GPU pool, and skipping finished jobs.
+"""What lets many jobs of one sweep run side by side: a GPU pool (finished jobs are skipped by :mod:`.jobs`).
 
 GPU pool. Jobs of a parallel launcher (joblib's worker processes are reused across jobs, so a job
 cannot rely on CUDA_VISIBLE_DEVICES being set before CUDA starts) each take one GPU by holding a
@@ -8,11 +8,9 @@ with no GPU the job runs on the CPU. A crashed job's lock is released by the ope
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from filelock import FileLock, Timeout
@@ -54,15 +52,3 @@ def lease_device(name: str, lock_dir: str | Path, poll_seconds: float = 2.0, gpu
             except Timeout:
                 continue
         time.sleep(poll_seconds)
-
-
-def finished_summary(output_dir: str | Path, config_hash: str) -> dict[str, Any] | None:
-    """The summary of a job that already finished in ``output_dir`` with this very config, else ``None``.
-
-    A sweep restarted into the same directory (``hydra.sweep.dir=...``) skips such jobs.
-    """
-    path = Path(output_dir) / "summary.json"
-    if not path.is_file():
-        return None
-    summary = json.loads(path.read_text())
-    return summary if summary.get("config_hash") == config_hash else None

@@ -251,6 +251,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "resume": boolean(),
         "progress": boolean(),
         "cache_dir": text(),
+        "outputs_root": text(),
         "checkpoint": checkpoint_reference(null=True),
         "shapes.prominence": number(low=0),
         "shapes.flat_tolerance": number(low=0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import numbers
 from dataclasses import dataclass
@@ -38,6 +39,15 @@ class DataSplits:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """Hash of the tensors themselves (every split's inputs and targets): the data part of the
+        result store's and the training cache's keys, so other data of the same size is never
+        mistaken for this one, whatever file or generator it came from."""
+        from ..store import content_digest
+
+        return content_digest({"train": (self.train_x, self.train_y), "test": (self.test_x, self.test_y)})
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` of the split called ``name`` (``train`` or ``test``)."""

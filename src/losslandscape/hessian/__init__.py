@@ -4,7 +4,7 @@ Everything goes through one linear operator (:class:`HessianOperator`) whose Hes
 products differentiate the project's evaluator (``Evaluator.loss``) twice.
 """
 
-from .curvature import directional_curvature, fitted_curvature, hessian_quadratic_form
+from .curvature import directional_curvature, fitted_curvature, hessian_lens, hessian_quadratic_form
 from .density import density_grid, slq, slq_moments, spectral_density
 from .lanczos import hessian_eigenpairs, lanczos, power_iteration_eigenpairs
 from .operator import (
@@ -29,6 +29,7 @@ __all__ = [
     "fitted_curvature",
     "flatten_params",
     "hessian_eigenpairs",
+    "hessian_lens",
     "hessian_quadratic_form",
     "hutchinson_trace",
     "hutchpp_trace",

@@ -13,6 +13,7 @@ multiply it back by ||d||^2 (over the same parameter subset).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -65,3 +66,29 @@ def fitted_curvature(lambdas, losses, window: float | None = None) -> float:
         raise ValueError(f"a quadratic fit needs at least 3 finite points within the window, got {int(keep.sum())}")
     quadratic_coefficient = np.polyfit(lambdas[keep], losses[keep], 2)[0]
     return float(2 * quadratic_coefficient)
+
+
+def hessian_lens(operator, evaluator, theta, direction_maker, context, settings, trace) -> dict:
+    """Curvature of K random directions, d^T H d / ||d||^2, next to tr(H)/D and to the curvature
+    fitted to each direction's measured 1D curve at 0 (the seed paper's Hessian explanation of v-basins)."""
+    lambdas = np.linspace(-float(settings.window), float(settings.window), int(settings.points))
+    rows = []
+    start = time.perf_counter()
+    for index in range(int(settings.directions)):
+        d = direction_maker(context, index)
+        subset = set(operator.names)  # outside the operator's parameters the direction is zero
+        d = {n: v if n in subset else torch.zeros_like(v) for n, v in d.items()}
+        curvature = directional_curvature(operator, {n: d[n] for n in operator.names})
+        norm2 = float(sum((d[n].double() ** 2).sum() for n in operator.names))
+        with torch.inference_mode():
+            losses = evaluator.metrics_at(theta, [d], torch.from_numpy(lambdas)[:, None])[:, 0].double().cpu().numpy()
+        rows.append({"curvature": curvature, "fitted_curvature": fitted_curvature(lambdas, losses) / norm2 if norm2 else float("nan")})
+    curvatures = np.array([r["curvature"] for r in rows])
+    return {
+        "directions": rows,
+        "positive_fraction": float((curvatures > 0).mean()),
+        "mean_curvature": float(curvatures.mean()),
+        "trace_over_dim": None if trace is None else trace / operator.dim,
+        "window": float(settings.window),
+        "wall_time": time.perf_counter() - start,
+    }

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Sequence
 
 import torch
 from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 
 from ..losses import Loss, as_loss
+from ..store import content_digest
 
 from .first_layer import FirstLayerShortcut
 from .last_layer import ClassMajorHead
@@ -166,6 +168,26 @@ class Evaluator:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @functools.cached_property
+    def fingerprint(self) -> dict:
+        """What this objective's numbers depend on besides the parameters, for the result store's keys:
+        the examples and targets by content, the loss, the BatchNorm policy with the running statistics
+        (``eval``) or the examples they are re-estimated on (``recompute``), the batch size where it
+        changes more than rounding (``train`` and ``recompute`` normalize by batch), the model's
+        structure, dtype and the device kind. The engines (workers, first-layer shortcut, vmap) are not
+        in it: they give the plain definition's numbers."""
+        batch_statistics = self.bn_mode != "eval"
+        return {
+            "data": content_digest({"x": self.x, "y": self.y}),
+            "loss": self.criterion.describe(),
+            "bn_mode": self.bn_mode,
+            "bn": content_digest(self.bn_x if self.bn_mode == "recompute" else self.buffers),
+            "batch_size": self.batch_size if batch_statistics else None,
+            "model": repr(self.model),
+            "dtype": str(next(self.model.parameters()).dtype),
+            "device": self.x.device.type,
+        }
 
     @property
     def metric_names(self) -> tuple[str, ...]:

@@ -94,7 +94,10 @@ class PointWorkers:
         self.connections, self.processes = [], []
         for _ in range(count):
             ours, theirs = context.Pipe()
-            process = context.Process(target=_serve, args=(theirs, evaluate), name="scan-point-worker", daemon=True)
+            # the parent's ends of the earlier workers' pipes are closed in the child (else a worker
+            # would keep its siblings' pipes open, and none would see the parent go)
+            process = context.Process(target=_serve, args=(theirs, evaluate, list(self.connections), os.getpid()),
+                                      name="scan-point-worker", daemon=True)
             process.start()  # (start() drops its reference to evaluate: no cycle back to the evaluator)
             theirs.close()
             self.connections.append(ours)
@@ -180,8 +183,11 @@ def _same_objects(held: tuple | None, current: tuple) -> bool:
         and all(a is b for a, b in zip(held[1], current[1]))
 
 
-def _serve(connection, evaluate: Evaluate) -> None:
+def _serve(connection, evaluate: Evaluate, siblings=(), parent: int | None = None) -> None:
     """A worker's loop: one chunk of points in, its values out, until the parent says stop or is gone."""
+    die_with_parent(parent)
+    for sibling in siblings:
+        sibling.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the workers
     torch.set_num_threads(1)  # one core per worker: the parallelism is over points
     theta, directions = None, None
@@ -204,6 +210,20 @@ def _serve(connection, evaluate: Evaluate) -> None:
             connection.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
         except OSError:
             return
+
+
+def die_with_parent(parent: int | None) -> None:
+    """Ask Linux to kill this process when its parent dies, even by SIGKILL (which runs no clean-up in
+    the parent): a killed job leaves no workers behind holding memory."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the closed pipes still end the loop when the parent goes
+        return
+    if parent is not None and os.getppid() != parent:  # the parent died before the request was made
+        os._exit(0)
 
 
 def _stop(connections, processes) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..files import read_npz, stable_hash, tensor_dict_hash, write_npz
+from ..store import content_digest, load_arrays, read_arrays, result_key, save_arrays
 from ..progress import progress_bar
 from .evaluator import Evaluator, ParamDict
 
@@ -184,12 +184,18 @@ class ScanResult:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
+        """Into the result store, under the key it was computed with (``provenance["fingerprint"]``)."""
         arrays = {**{f"axis_{k}": v for k, v in self.axes.items()}, **self.values}
-        write_npz(path, arrays, {**self.provenance, "kind": self.kind, "name": self.name})
+        save_arrays(path, arrays, {**self.provenance, "kind": self.kind, "name": self.name}, self.provenance.get("fingerprint"))
 
     @classmethod
     def load(cls, path: str | Path) -> "ScanResult":
-        arrays, provenance = read_npz(path)
+        """A saved scan, checksum verified (:class:`~losslandscape.store.CorruptResult` if damaged)."""
+        arrays, provenance, _ = read_arrays(path)
+        return cls.from_arrays(arrays, provenance)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], provenance: dict[str, Any]) -> "ScanResult":
         axes = {k[len("axis_") :]: v for k, v in arrays.items() if k.startswith("axis_")}
         values = {k: v for k, v in arrays.items() if not k.startswith("axis_")}
         return cls(provenance["kind"], provenance["name"], axes, values, provenance)
@@ -261,21 +267,23 @@ def evaluate_in_blocks(
             bar.update(len(chunk))
             finished = time.perf_counter()
             if done < len(coordinates) and finished - saved >= save_every_s:
-                write_npz(partial, {"values": values, "done": done}, {"fingerprint": fingerprint})
+                save_arrays(partial, {"values": values, "done": done}, {}, fingerprint)
                 saved = finished
             block = next_block(finished - started, len(chunk), points_per_batch, save_every_s)
     return values
 
 
 def scan_fingerprint(scan: Any, theta: ParamDict, directions: Sequence[ParamDict], evaluators: dict[str, Evaluator]) -> str:
-    """Hash of everything that determines a scan's numbers: a partial file resumes only under the same one."""
-    return stable_hash(
+    """The result store's key of a scan: its geometry, theta and the directions by content, and each
+    split's objective (:meth:`Evaluator.fingerprint`: data, loss, BatchNorm policy, ...). A finished or
+    partial file is reused only under the same key."""
+    return result_key(
         {
+            "measure": "scan",
             "scan": scan.describe(),
-            "theta": tensor_dict_hash(theta),
-            "directions": [tensor_dict_hash(d) for d in directions],
-            "splits": {s: len(e) for s, e in evaluators.items()},
-            "loss": loss_record(evaluators),
+            "theta": content_digest(theta),
+            "directions": [content_digest(d) for d in directions],
+            "evaluation": {split: evaluator.fingerprint for split, evaluator in evaluators.items()},
         }
     )
 
@@ -298,12 +306,13 @@ def run_scan(
     progress: bool = True,
     save_every_s: float = SAVE_EVERY_S,
 ) -> ScanResult:
-    """Evaluate ``scan`` and save it to ``path``, resuming from ``path.partial.npz`` if present.
+    """Evaluate ``scan`` and save it to ``path``: the finished file if ``path`` already holds this very
+    scan, else resumed from ``path.partial.npz`` if present.
 
-    The partial file carries a fingerprint of everything that determines the numbers (scan,
-    theta, directions, splits); a restart with the same inputs continues after the last saved
-    block and recomputes nothing, a restart with other inputs starts over. It is saved about
-    every ``save_every_s`` seconds (0: after every vmap batch).
+    Both files carry the scan's key (:func:`scan_fingerprint`: everything that determines the
+    numbers); a restart with the same inputs continues after the last saved block and recomputes
+    nothing, a restart with other inputs starts over. The partial file is saved about every
+    ``save_every_s`` seconds (0: after every vmap batch).
     """
     if len(directions) != scan.num_directions:
         raise ValueError(f"{scan.kind} scan needs {scan.num_directions} direction(s), got {len(directions)}")
@@ -311,6 +320,8 @@ def run_scan(
     partial = partial_path(path)
     splits = list(evaluators)
     fingerprint = scan_fingerprint(scan, theta, directions, evaluators)
+    if (done := load_arrays(path, fingerprint)) is not None:
+        return ScanResult.from_arrays(*done)
     coordinates = scan.coordinates()
     bar = progress_bar(total=len(coordinates), desc=f"scan {scan.name}", disable=not progress, leave=False)
     values = evaluate_in_blocks(coordinates, theta, directions, evaluators, partial, fingerprint,
@@ -335,8 +346,7 @@ def run_scan(
 
 
 def _resume(partial: Path, fingerprint: str, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    if partial.exists():
-        arrays, meta = read_npz(partial)
-        if meta.get("fingerprint") == fingerprint and arrays["values"].shape == shape:
-            return arrays["values"], int(arrays["done"])
+    found = load_arrays(partial, fingerprint)
+    if found is not None and found[0]["values"].shape == shape:
+        return found[0]["values"], int(found[0]["done"])
     return np.full(shape, np.nan), 0

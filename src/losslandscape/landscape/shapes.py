@@ -173,3 +173,12 @@ def _apply_rules(lam, walled, minima, maxima, step, threshold) -> tuple[str, str
         peak = f"lambda=0 at a maximum (lambda={where(zero_max)})"
         return "other", f"{peak} that is not between exactly two basins, {basins}"
     return "other", f"{basins}, lambda=0 at none of them"
+
+
+def center_is_local_maximum(grid: np.ndarray) -> bool:
+    """Theta (the middle of an odd grid) is above its 8 neighbours."""
+    j, i = grid.shape[0] // 2, grid.shape[1] // 2
+    neighbours = grid[j - 1 : j + 2, i - 1 : i + 2].copy()
+    center = neighbours[1, 1]
+    neighbours[1, 1] = -np.inf
+    return bool(np.all(center > neighbours))

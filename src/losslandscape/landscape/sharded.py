@@ -30,7 +30,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ..files import stable_hash, write_npz
+from ..files import stable_hash
+from ..store import load_arrays, save_arrays
 from ..progress import progress_bar
 from .evaluator import Evaluator, ParamDict
 from .scans import SAVE_EVERY_S, LineScan, PlaneScan, RingScan, ScanResult, evaluate_in_blocks, partial_path, run_scan, scan_fingerprint
@@ -97,6 +98,8 @@ def run_sharded_scan(
     rank, world_size = dist.get_rank(), dist.get_world_size()
     fingerprint = scan_fingerprint(scan, theta, directions, evaluators)
     _check_same_inputs(fingerprint)
+    if (done := load_arrays(path, fingerprint)) is not None:  # every rank reads the same finished file
+        return ScanResult.from_arrays(*done)
 
     coordinates = scan.coordinates()
     unit = points_per_batch  # whole vmap batches, as run_scan evaluates them
@@ -151,7 +154,7 @@ def _save_on_rank0(values, scan, theta, directions, evaluators, path, provenance
         try:
             # run_scan's own partial file, complete: run_scan resumes it, evaluates nothing, and
             # assembles, saves and cleans up exactly as it does for a scan it ran itself
-            write_npz(partial_path(path), {"values": values, "done": len(values)}, {"fingerprint": fingerprint})
+            save_arrays(partial_path(path), {"values": values, "done": len(values)}, {}, fingerprint)
             guarded = {split: _AlreadyEvaluated(e) for split, e in evaluators.items()}
             outcome = run_scan(scan, theta, directions, guarded, path, provenance, progress=False)
         except Exception as error:  # noqa: BLE001 - re-raised below, on every rank
@@ -177,6 +180,10 @@ class _AlreadyEvaluated:
     @property
     def criterion(self):
         return self.evaluator.criterion
+
+    @property
+    def fingerprint(self) -> dict:
+        return self.evaluator.fingerprint
 
     @property
     def metric_names(self) -> tuple[str, ...]:

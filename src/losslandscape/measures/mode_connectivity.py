@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, replace_all_batch_norm_modules_
 
-from ..files import save_torch
+from ..store import load_tensors, save_tensors
 from ..losses import Loss, as_loss
 from ..progress import progress_bar
 
@@ -216,16 +216,14 @@ def _optimizer(params: list[torch.Tensor], settings: CurveTraining) -> torch.opt
     return torch.optim.SGD(params, lr=float(settings.lr), momentum=float(settings.momentum), weight_decay=float(settings.weight_decay))
 
 
-def _save_state(path, fingerprint, control, optimizer, step, losses) -> None:
-    save_torch(path, {"fingerprint": fingerprint, "control": {n: v.detach().cpu() for n, v in control.items()},
-                      "optimizer": optimizer.state_dict(), "step": step, "losses": losses})
+def _save_state(path, key, control, optimizer, step, losses) -> None:
+    save_tensors(path, {"control": {n: v.detach().cpu() for n, v in control.items()}, "optimizer": optimizer.state_dict(),
+                        "step": step, "losses": losses}, key)
 
 
-def _load_state(path, fingerprint) -> dict | None:
-    if path is None or not Path(path).is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state if state.get("fingerprint") == fingerprint else None
+def _load_state(path, key) -> dict | None:
+    """The snapshot at ``path`` if it was taken under ``key`` (same end points, data and settings)."""
+    return None if path is None else load_tensors(path, key)
 
 
 def path_metrics(evaluator, params_at: Callable[[float], ParamDict], ts: Sequence[float]) -> np.ndarray:

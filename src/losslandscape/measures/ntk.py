@@ -31,9 +31,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch.func import functional_call, jacrev, vmap
+
+from ..store import read_arrays
 
 ParamDict = dict[str, torch.Tensor]
 KERNELS = ("full", "trace", "sum")
@@ -157,3 +161,40 @@ def _num_outputs(model, params: ParamDict, buffers: ParamDict, x: torch.Tensor) 
     if out.ndim != 2:
         raise ValueError(f"the NTK needs a model with (batch, classes) outputs, got shape {tuple(out.shape)}")
     return int(out.shape[1])
+
+
+class KernelDynamics:
+    """Distance to the initial kernel, to the previous saved kernel, the velocity and ``||K||_F``, one epoch at a time."""
+
+    def __init__(self, epochs: list[int]):
+        self.epochs, self.first, self.previous = epochs, None, None
+        self.to_init, self.to_previous, self.norms = [], [], []
+
+    def add(self, kernel: torch.Tensor) -> None:
+        self.first = kernel if self.first is None else self.first
+        self.to_init.append(kernel_distance(self.first, kernel))
+        self.to_previous.append(math.nan if self.previous is None else kernel_distance(self.previous, kernel))
+        self.norms.append(float(kernel.double().norm()))
+        self.previous = kernel
+
+    def series(self) -> dict[str, list[float]]:
+        return {
+            "distance_to_init": self.to_init,
+            "distance_to_previous": self.to_previous,
+            "velocity": kernel_velocities(self.epochs, self.to_previous),
+            "frobenius_norm": self.norms,
+        }
+
+
+def pairwise_distances(files: list[Path]) -> np.ndarray:
+    """Kernel distance between every two saved kernels (symmetric, zero diagonal), read back from their
+    files two at a time so that memory stays at two kernels whatever the number of epochs."""
+    def load(path: Path) -> torch.Tensor:
+        return torch.from_numpy(read_arrays(path)[0]["kernel"])
+
+    matrix = np.zeros((len(files), len(files)))
+    for i in range(len(files)):
+        first = load(files[i])
+        for j in range(i + 1, len(files)):
+            matrix[i, j] = matrix[j, i] = kernel_distance(first, load(files[j]))
+    return matrix

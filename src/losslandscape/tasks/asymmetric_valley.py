@@ -20,12 +20,12 @@ from ..errors import ConfigError
 from ..directions.context import direction_seed
 from ..directions.noise import DISTRIBUTIONS, SignConsistentDirection
 from ..files import write_json
-from ..landscape.scans import LineScan
+from ..landscape.scans import LineScan, run_scan
 from ..measures.sign_consistency import perturbed_names, sign_consistency, valley_asymmetry
 from ..plots.valleys import plot_asymmetry, plot_valley_curves
 from ..progress import progress_bar
-from .common import Checkpoints, Session, evaluators_for, require_accuracy, run_task, scanned_model, summary_head
-from .model_refs import scan_once
+from .common import Session, evaluators_for, require_accuracy, run_task, summary_head
+from .references import Checkpoints, scanned_model
 
 METRICS = ("loss", "error")
 
@@ -78,9 +78,9 @@ def _asymmetric_valley(session: Session) -> dict[str, Any]:
         ssr = sign_consistency(direction, theta, perturbed_names(direction))
         name = f"{distribution}_r{ratio:g}_d{k}"
         part = LineScan(name, scan.span, scan.points)
-        result = scan_once(part, theta, [direction], evaluators, out / "curves" / "asymmetric_valley" / f"{name}.npz",
-                           {**provenance, "direction": {**maker.describe(), "seed": seed}, "ssr": ssr},
-                           int(cfg.evaluation.points_per_batch))
+        result = run_scan(part, theta, [direction], evaluators, out / "curves" / "asymmetric_valley" / f"{name}.npz",
+                          {**provenance, "direction": {**maker.describe(), "seed": seed}, "ssr": ssr},
+                          int(cfg.evaluation.points_per_batch), progress=False)
         row = {"distribution": distribution, "ratio": ratio, "direction": k, "seed": seed, "ssr": ssr}
         for split in evaluators:
             row[f"{split}_loss"] = valley_asymmetry(lambdas, result.values[f"{split}_loss"])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,20 +16,25 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.splits import DataSplits
-from ..directions.context import DirectionContext
-from ..errors import ConfigError
-from ..files import package_versions, stable_hash, write_json
-from ..landscape.evaluator import Evaluator, ParamDict, parameters_of
+from ..files import package_versions
+from ..store import result_key, save_record
+from ..landscape.evaluator import Evaluator, ParamDict, as_dtype
 from ..landscape.point_workers import resolve_workers
 from ..losses import Loss, LossError, as_loss
 from ..models.building import build_model, output_size
-from ..sweeps import DeviceLease, finished_summary, lease_device
-from ..training.cache import TrainedRun, train_or_reuse
+from ..errors import ConfigError
+from ..jobs import config_hash, finished_summary, held, resume_directory
+from ..sweeps import DeviceLease, lease_device
+from ..training.cache import TrainedRun, model_definition, train_or_reuse
 from ..training.checkpoints import load_into_configured_model
 from ..tracking.wandb_tracker import NullTracker, sweep_group
 from ..validation import check_with_data, validate_config
 
 log = logging.getLogger(__name__)
+
+
+# evaluation settings that choose an engine, not the numbers (DESIGN.md: engines give the plain definition's numbers)
+ENGINE_KEYS = ("workers", "points_per_batch", "first_layer_mb")
 
 
 @dataclass
@@ -50,15 +57,24 @@ class Session:
     def provenance(self, **extra: Any) -> dict[str, Any]:
         return {"config": OmegaConf.to_container(self.cfg, resolve=True), "versions": package_versions(), **extra}
 
+    def result_key(self, measure: str, **parts: Any) -> str:
+        """The result store's key of a result of this session's objective: the data by content, the loss,
+        the evaluation settings that change numbers, the seed that draws subsets and BatchNorm examples,
+        the device kind, and the measure's own ``parts`` (its settings, the weights by content)."""
+        evaluation = {k: v for k, v in OmegaConf.to_container(self.cfg.evaluation, resolve=True).items() if k not in ENGINE_KEYS}
+        return result_key({"measure": measure, "data": self.data.content_hash, "loss": self.loss.describe(), "evaluation": evaluation,
+                           "seed": int(self.cfg.seed), "device": self.device.type, **parts})
 
-def open_session(cfg: DictConfig) -> Session:
-    """Load the data, take a device and start the tracker, in that order (cheap checks first).
+
+def open_session(cfg: DictConfig, output_dir: Path | None = None) -> Session:
+    """Take a device and load the data, in that order (cheap checks first); the tracker starts later
+    (:func:`start_tracker`), once the job is known to run.
 
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), the job joins a process group: every rank takes
     ``cuda:LOCAL_RANK`` (or the CPU), all write into rank 0's output directory, scans are sharded
     over the ranks (:mod:`losslandscape.landscape.sharded`) and only rank 0 reports.
     """
-    output_dir = Path(to_absolute_path(str(cfg.output_dir)))
+    output_dir = output_dir or Path(to_absolute_path(str(cfg.output_dir)))
     lease = join_process_group() or lease_device(str(cfg.device), Path(to_absolute_path(str(cfg.cache_dir))) / "gpu-pool")
     try:
         resolve_workers(cfg.evaluation.workers, lease.device)  # a bad setting fails here, before data and training
@@ -76,12 +92,16 @@ def open_session(cfg: DictConfig) -> Session:
     except BaseException:
         lease.release()
         raise
+    return Session(cfg, output_dir, lease.device, data, NullTracker(), lease, loss)
+
+
+def start_tracker(session: Session) -> None:
+    """W&B (or the configured logger) for this job, on rank 0 only."""
+    cfg = session.cfg
     if distributed_rank() != 0 or cfg.logger is None or cfg.logger.get("_target_") is None:
-        tracker = NullTracker()
-    else:
-        config = OmegaConf.to_container(cfg, resolve=True)
-        tracker = instantiate(cfg.logger, _partial_=True)(output_dir=str(output_dir), run_config=config, **hydra_job())
-    return Session(cfg, output_dir, lease.device, data, tracker, lease, loss)
+        return
+    config = OmegaConf.to_container(cfg, resolve=True)
+    session.tracker = instantiate(cfg.logger, _partial_=True)(output_dir=str(session.output_dir), run_config=config, **hydra_job())
 
 
 def require_accuracy(session: Session, task: str) -> None:
@@ -151,31 +171,60 @@ def summary_head(session: Session, task: str) -> dict[str, Any]:
 def run_task(cfg: DictConfig, body) -> dict[str, Any]:
     """Open the session, run ``body``, write ``summary.json`` and close the tracker with the right exit code.
 
-    A job that already finished in its output directory with the same config is skipped, so a
-    restarted sweep only runs what is missing (``resume=false`` runs it again).
+    Rerunning a command continues its killed run in that run's directory (:mod:`losslandscape.jobs`),
+    whose finished results the result store reuses; a job that already finished there with the same
+    config and data is skipped, so a restarted sweep only runs what is missing (``resume=false`` runs
+    it again). The directory is held by this process while it runs.
     """
     validate_config(cfg)  # every setting, all problems at once, before the session loads data or trains
-    config_hash = stable_hash(OmegaConf.to_container(cfg, resolve=True))
-    if cfg.resume and (done := finished_summary(to_absolute_path(str(cfg.output_dir)), config_hash)):
-        print(f"== {done['task']}: already finished in {cfg.output_dir}, skipped (resume=false runs it again)")
-        return done
-    session = open_session(cfg)
+    refuse_unsharded(cfg)
+    job_hash = config_hash(cfg)
+    session = open_session(cfg, resume_directory(cfg, job_hash, Path(to_absolute_path(str(cfg.output_dir)))))
+    # a finished job is reused for the same config on the same data with the same model code
+    key = result_key({"job": job_hash, "data": session.data.content_hash, "model": model_definition(cfg, session.data)})
     try:
-        summary = {**body(session), "config_hash": config_hash}
-        if cfg.get("gallery") is not None:  # a figure recipe: the figures task collects its panels
-            summary["gallery"] = OmegaConf.to_container(cfg.gallery, resolve=True)
-        if not session.is_main:
-            return summary
-        write_json(session.output_dir / "summary.json", summary)
-        session.tracker.log_summary(summary)
+        with held(session.output_dir, job_hash) if session.is_main else contextlib.nullcontext():
+            if cfg.resume and (done := finished_summary(session.output_dir, key)):
+                print(f"== {done['task']}: already finished in {session.output_dir}, skipped (resume=false runs it again)")
+                return done
+            start_tracker(session)
+            summary = run_body(session, body, job_hash, key)
+    finally:
+        session.lease.release()
+    if session.is_main:
+        print_summary(summary, session.output_dir)
+    return summary
+
+
+def run_body(session: Session, body, job_hash: str, key: str) -> dict[str, Any]:
+    """``body``'s summary, saved (rank 0) under the job's key; the tracker closed with the job's exit code."""
+    try:
+        summary = {**body(session), "config_hash": job_hash}
+        if session.cfg.get("gallery") is not None:  # a figure recipe: the figures task collects its panels
+            summary["gallery"] = OmegaConf.to_container(session.cfg.gallery, resolve=True)
+        if session.is_main:
+            save_record(session.output_dir / "summary.json", summary, key)
+            session.tracker.log_summary(summary)
     except BaseException:
         session.tracker.finish(exit_code=1)
         raise
-    finally:
-        session.lease.release()
     session.tracker.finish(exit_code=0)
-    print_summary(summary, session.output_dir)
     return summary
+
+
+# tasks whose independent units are shared out over torchrun's ranks; the others refuse a process group
+SHARDED_TASKS = ("landscape",)
+
+
+def refuse_unsharded(cfg: DictConfig) -> None:
+    """Under ``torchrun`` with several processes, a task that does not shard its work would compute
+    everything on every rank: refuse it at the start, in one line."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    task = str(cfg.task.get("name", cfg.task._target_))
+    if world_size > 1 and task not in SHARDED_TASKS:
+        raise ConfigError(f"task={task} does not share its work over the {world_size} torchrun processes (only "
+                          f"task={', task='.join(SHARDED_TASKS)} does); run it as one process (python run.py ...), or as a "
+                          f"multirun sweep (-m) for several configs")
 
 
 def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
@@ -212,105 +261,35 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
     print("\n".join(lines))
 
 
-@dataclass
-class Checkpoints:
-    """Resolves checkpoint references (``init``, ``final``, ``epoch:N``, ``seed:S``, ``init_seed:S``,
-    ``data_seed:S``, ``spawn:E:S``, a path) to parameters.
+def evaluators_for(session: Session, model: torch.nn.Module, splits=None, bn_mode: str | None = None,
+                   dtype: torch.dtype | None = None) -> dict[str, Evaluator]:
+    """The objective on each split, built in this one place for scans, Hessian, mining and taxonomy alike,
+    so that they all measure the same function: the same seeded subset of a split
+    (``evaluation.subset``) and the same seeded BatchNorm examples (``evaluation.bn_examples``
+    training inputs), whichever task asks and for whichever splits. ``bn_mode`` replaces the
+    configured policy where a measure needs its own; ``dtype`` casts float data (a float64 Hessian)."""
+    evaluation, data, seed = session.cfg.evaluation, session.data, int(session.cfg.seed)
 
-    ``seed:S`` is this config trained with seed S on the same data split, through the cache. The
-    config's own training runs only when a reference needs it: a task given ``checkpoint=FILE``
-    measures that file without training anything.
-    """
+    def cast(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if dtype is None else as_dtype(tensor, dtype)
 
-    session: Session
-    trained: TrainedRun | None = None
-    _loaded: dict[str, ParamDict] = field(default_factory=dict)
-
-    @property
-    def run(self) -> TrainedRun:
-        """This config's trained checkpoints (trained now if the cache has none)."""
-        if self.trained is None:
-            self.trained = trained_checkpoints(self.session)
-        return self.trained
-
-    @property
-    def train_key(self) -> str | None:
-        """The training cache key, when this config's training was used."""
-        return None if self.trained is None else self.trained.key
-
-    def path(self, ref: str) -> Path:
-        if ref == "init":
-            return self.run.init
-        if ref == "final":
-            return self.run.final
-        if match := re.fullmatch(r"epoch:(\d+)", ref):
-            path = self.run.directory / f"epoch_{int(match[1]):03d}.pt"
-            if not path.is_file():
-                saved = ", ".join(f"epoch:{int(p.stem[6:])}" for p in self.run.epochs())
-                raise ConfigError(f"no checkpoint {ref} in {self.run.directory}; saved: {saved}")
-            return path
-        if match := re.fullmatch(r"seed:(\d+)", ref):
-            return self._other_seed(int(match[1])).final
-        if re.fullmatch(r"(init_seed|data_seed):\d+|spawn:\d+:\d+", ref):  # variants of this config's training
-            from .model_refs import ModelRefs
-
-            return ModelRefs(self.session, self).resolve(ref).checkpoint
-        path = Path(to_absolute_path(ref))
-        if not path.is_file():
-            raise ConfigError(f"checkpoint reference {ref!r} is neither init, final, epoch:N, seed:S, init_seed:S, data_seed:S, "
-                             "spawn:E:S nor an existing file")
-        return path
-
-    def params(self, ref: str) -> ParamDict:
-        if ref not in self._loaded:
-            self._loaded[ref] = parameters_of(self.model(ref))
-        return self._loaded[ref]
-
-    def model(self, ref: str) -> torch.nn.Module:
-        """The configured model with the weights of ``ref`` (any supported file format)."""
-        return load_model(self.session, self.path(ref))
-
-    def trajectory(self) -> list[ParamDict]:
-        """The saved training path in order: ``trajectory=GLOB`` (the user's own files, ordered by the
-        last number in each name) or this config's ``init`` and epoch checkpoints."""
-        if self.session.cfg.get("trajectory"):
-            return [parameters_of(load_model(self.session, path)) for path in trajectory_files(str(self.session.cfg.trajectory))]
-        return [self.params(ref) for ref in ["init", *(f"epoch:{int(p.stem[6:])}" for p in self.run.epochs())]]
-
-    def _other_seed(self, seed: int) -> TrainedRun:
-        cfg = self.session.cfg
-        fixed_data = OmegaConf.to_container(cfg.dataset, resolve=True)  # keep this run's split
-        other = OmegaConf.merge(cfg, {"seed": seed, "dataset": fixed_data})
-        return train_or_reuse(other, self.session.data, self.session.device, None, bool(cfg.progress))
-
-
-def evaluators_for(session: Session, model: torch.nn.Module) -> dict[str, Evaluator]:
-    """One evaluator per configured split, on a seeded subset of each split if ``evaluation.subset`` is set."""
-    evaluation, data = session.cfg.evaluation, session.data
-    generator = torch.Generator().manual_seed(int(session.cfg.seed))
-    bn_x = data.train_x[torch.randperm(len(data.train_x), generator=generator)[: int(evaluation.bn_examples)]]
+    bn_x = cast(data.train_x[seeded_draw(len(data.train_x), int(evaluation.bn_examples), seed, "bn_examples")])
     evaluators = {}
-    for split in evaluation.splits:
+    for split in splits or evaluation.splits:
         x, y = data.split(split)
         if evaluation.subset is not None and int(evaluation.subset) < len(y):
-            keep = torch.randperm(len(y), generator=generator)[: int(evaluation.subset)]
+            keep = seeded_draw(len(y), int(evaluation.subset), seed, f"subset:{split}")
             x, y = x[keep], y[keep]
-        evaluators[split] = Evaluator(model, x, y, evaluation.batch_size, evaluation.bn_mode, bn_x, evaluation.first_layer_mb,
-                                      evaluation.workers, session.loss)
+        evaluators[split] = Evaluator(model, cast(x), cast(y), evaluation.batch_size, bn_mode or evaluation.bn_mode, bn_x,
+                                      evaluation.first_layer_mb, evaluation.workers, session.loss)
     return evaluators
 
 
-def direction_context(session: Session, checkpoints: Checkpoints, theta: ParamDict, train_loss) -> DirectionContext:
-    return DirectionContext(theta, int(session.cfg.seed), checkpoints.params, checkpoints.trajectory, train_loss)
-
-
-def scanned_model(session: Session, checkpoints: Checkpoints) -> tuple[torch.nn.Module, ParamDict, Path]:
-    """The model every scan is centred on: ``checkpoint=...`` if given (nothing is trained for it),
-    else the cached final one."""
-    cfg = session.cfg
-    path = checkpoints.path(str(cfg.checkpoint)) if cfg.checkpoint else checkpoints.run.final
-    model = load_model(session, path)
-    return model, parameters_of(model), path
+def seeded_draw(size: int, count: int, seed: int, purpose: str) -> torch.Tensor:
+    """``count`` of ``range(size)`` drawn without replacement, from a generator of its own per purpose:
+    a split's subset is the same whether or not other splits were drawn before it."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(purpose.encode()))
+    return torch.randperm(size, generator=generator)[:count]
 
 
 def load_model(session: Session, path: Path) -> torch.nn.Module:

@@ -6,21 +6,21 @@ products, wall time and tolerance. Files go to ``hessian/``, headline numbers to
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from ..directions.store import save_direction
 from ..files import write_json, write_npz
+from ..store import cached_record, content_digest, result_key
 from ..hessian import (
     HessianOperator,
     density_grid,
-    directional_curvature,
-    fitted_curvature,
+    hessian_lens,
     hessian_eigenpairs,
     hutchinson_trace,
     hutchpp_trace,
@@ -30,9 +30,9 @@ from ..hessian import (
     spectral_density,
     weight_names,
 )
-from ..landscape.evaluator import Evaluator, as_dtype
 from ..plots.hessian import plot_hessian_lens, plot_spectral_density
-from .common import Checkpoints, Session, direction_context, run_task, scanned_model, summary_head
+from .common import Session, evaluators_for, run_task, summary_head
+from .references import Checkpoints, direction_context, scanned_model
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -53,32 +53,42 @@ def _hessian(session: Session) -> dict[str, Any]:
     dtype = DTYPES[str(h.dtype)]
     model = model.to(dtype)
     theta = {n: p.detach().clone() for n, p in model.named_parameters()}
-    x, y = session.data.split(str(h.split))
     evaluation = cfg.evaluation
-    bn_x = as_dtype(session.data.train_x[: int(evaluation.bn_examples)], dtype)
-    evaluator = Evaluator(model, as_dtype(x, dtype), as_dtype(y, dtype), evaluation.batch_size, evaluation.bn_mode, bn_x,
-                          loss=session.loss)
+    evaluator = evaluators_for(session, model, [str(h.split)], dtype=dtype)[str(h.split)]  # the scans' objective, in dtype
     names = parameter_subset(theta, str(h.parameters))
     operator = HessianOperator.from_evaluator(evaluator, theta, names, str(h.hvp_mode), h.batches_per_term)
     seed, progress = int(h.seed), bool(cfg.progress)
-    summary: dict[str, Any] = {"parameters": operator.dim, "split": str(h.split), "dtype": str(h.dtype), "bn_mode": evaluation.bn_mode}
+    with torch.inference_mode():
+        loss_at_theta = float(evaluator.loss(theta))
+    summary: dict[str, Any] = {"parameters": operator.dim, "split": str(h.split), "dtype": str(h.dtype), "bn_mode": evaluation.bn_mode,
+                               "loss": loss_at_theta}
+    # each estimate is one unit of the result store: a rerun reuses those finished under the same key
+    function = {"theta": content_digest(theta), "parameters": operator.names, "evaluation": evaluator.fingerprint,
+                "hvp": [str(h.hvp_mode), h.batches_per_term], "seed": seed}
 
-    eigen = {}
-    for which, k in (("top", int(h.eigen.top_k)), ("bottom", int(h.eigen.bottom_k))):
-        if k > 0:
-            values, vectors, record = eigenpairs(operator, k, which, h.eigen, seed, progress)
-            eigen[which] = {"eigenvalues": values.tolist(), **_plain(record)}
-            for i, v in enumerate(vectors):
-                save_direction(session.output_dir / "directions", f"hessian_{which}{i}", operator.to_full_dict(v),
-                               {"type": "HessianEigenvector", "which": which, "index": i, "eigenvalue": float(values[i])})
+    def unit(name: str, settings: Any, compute) -> dict[str, Any]:
+        key = result_key({"measure": f"hessian_{name}", "settings": settings, **function})
+        return cached_record(out / "units" / f"{name}.json", key, compute)
+
+    def eigen_unit(which: str, k: int) -> dict[str, Any]:
+        values, vectors, record = eigenpairs(operator, k, which, h.eigen, seed, progress)
+        for i, v in enumerate(vectors):
+            save_direction(session.output_dir / "directions", f"hessian_{which}{i}", operator.to_full_dict(v),
+                           {"type": "HessianEigenvector", "which": which, "index": i, "eigenvalue": float(values[i])})
+        return {"eigenvalues": values.tolist(), **_plain(record)}
+
+    eigen = {which: unit(f"eigen_{which}", {"k": k, **_container(h.eigen)}, lambda which=which, k=k: eigen_unit(which, k))
+             for which, k in (("top", int(h.eigen.top_k)), ("bottom", int(h.eigen.bottom_k))) if k > 0}
     write_json(out / "eigenpairs.json", eigen)
     summary.update({f"{which}_eigenvalues": e["eigenvalues"] for which, e in eigen.items()})
 
     trace = {}
     if int(h.trace.hutchinson_samples) > 0:
-        trace["hutchinson"] = _plain(hutchinson_trace(operator, int(h.trace.hutchinson_samples), seed))
+        trace["hutchinson"] = unit("trace_hutchinson", int(h.trace.hutchinson_samples),
+                                   lambda: _plain(hutchinson_trace(operator, int(h.trace.hutchinson_samples), seed)))
     if int(h.trace.hutchpp_products) > 0:
-        trace["hutchpp"] = _plain(hutchpp_trace(operator, int(h.trace.hutchpp_products), seed))
+        trace["hutchpp"] = unit("trace_hutchpp", int(h.trace.hutchpp_products),
+                                lambda: _plain(hutchpp_trace(operator, int(h.trace.hutchpp_products), seed)))
     write_json(out / "trace.json", trace)
     best = trace.get("hutchpp") or trace.get("hutchinson")
     if best:
@@ -86,18 +96,22 @@ def _hessian(session: Session) -> dict[str, Any]:
 
     figures = []
     if int(h.density.runs) > 0:
-        quadrature = slq(operator, int(h.density.runs), min(int(h.density.steps), operator.dim), seed, progress=progress)
-        grid = density_grid(quadrature["nodes"], h.density.sigma)
-        density = spectral_density(quadrature["nodes"], quadrature["weights"], grid, h.density.sigma)
-        write_npz(out / "density.npz", {"nodes": quadrature["nodes"], "weights": quadrature["weights"], "grid": grid, "density": density},
+        steps = min(int(h.density.steps), operator.dim)
+        quadrature = unit("density", {"runs": int(h.density.runs), "steps": steps},
+                          lambda: _plain(slq(operator, int(h.density.runs), steps, seed, progress=progress)))
+        nodes, weights = np.asarray(quadrature["nodes"]), np.asarray(quadrature["weights"])
+        grid = density_grid(nodes, h.density.sigma)
+        density = spectral_density(nodes, weights, grid, h.density.sigma)
+        write_npz(out / "density.npz", {"nodes": nodes, "weights": weights, "grid": grid, "density": density},
                   session.provenance(checkpoint=str(checkpoint_path), num_products=quadrature["num_products"], wall_time=quadrature["wall_time"]))
-        figures += plot_spectral_density(grid, density, quadrature["nodes"], session.output_dir / "figures" / "hessian_density")
-        session.tracker.log_spectrum("hessian/density", quadrature["nodes"], quadrature["weights"], eigen)
+        figures += plot_spectral_density(grid, density, nodes, session.output_dir / "figures" / "hessian_density")
+        session.tracker.log_spectrum("hessian/density", nodes, weights, eigen)
         summary["density"] = {"runs": int(h.density.runs), "num_products": quadrature["num_products"], "wall_time": quadrature["wall_time"]}
 
     if direction_maker is not None:
         context = direction_context(session, checkpoints, theta, evaluator.loss)
-        lens = hessian_lens(operator, evaluator, theta, direction_maker, context, h.curvature, summary.get("trace"))
+        lens = unit("lens", {"curvature": _container(h.curvature), "direction": _container(cfg.direction), "trace": summary.get("trace")},
+                    lambda: hessian_lens(operator, evaluator, theta, direction_maker, context, h.curvature, summary.get("trace")))
         write_json(out / "curvature.json", lens)
         figures += plot_hessian_lens(lens, session.output_dir / "figures" / "hessian_lens")
         summary["lens"] = {k: lens[k] for k in ("positive_fraction", "trace_over_dim", "mean_curvature")}
@@ -125,30 +139,8 @@ def eigenpairs(operator, k: int, which: str, settings, seed: int, progress: bool
     return hessian_eigenpairs(operator, k, which, float(settings.tol), int(settings.max_steps), seed, progress=progress)
 
 
-def hessian_lens(operator, evaluator, theta, direction_maker, context, settings, trace) -> dict[str, Any]:
-    """Curvature of K random directions, d^T H d / ||d||^2, next to tr(H)/D and to the curvature
-    fitted to each direction's measured 1D curve at 0 (the seed paper's Hessian explanation of v-basins)."""
-    lambdas = np.linspace(-float(settings.window), float(settings.window), int(settings.points))
-    rows = []
-    start = time.perf_counter()
-    for index in range(int(settings.directions)):
-        d = direction_maker(context, index)
-        subset = set(operator.names)  # outside the operator's parameters the direction is zero
-        d = {n: v if n in subset else torch.zeros_like(v) for n, v in d.items()}
-        curvature = directional_curvature(operator, {n: d[n] for n in operator.names})
-        norm2 = float(sum((d[n].double() ** 2).sum() for n in operator.names))
-        with torch.inference_mode():
-            losses = evaluator.metrics_at(theta, [d], torch.from_numpy(lambdas)[:, None])[:, 0].double().cpu().numpy()
-        rows.append({"curvature": curvature, "fitted_curvature": fitted_curvature(lambdas, losses) / norm2 if norm2 else float("nan")})
-    curvatures = np.array([r["curvature"] for r in rows])
-    return {
-        "directions": rows,
-        "positive_fraction": float((curvatures > 0).mean()),
-        "mean_curvature": float(curvatures.mean()),
-        "trace_over_dim": None if trace is None else trace / operator.dim,
-        "window": float(settings.window),
-        "wall_time": time.perf_counter() - start,
-    }
+def _container(node) -> Any:
+    return OmegaConf.to_container(node, resolve=True)
 
 
 def _plain(record: dict) -> dict:

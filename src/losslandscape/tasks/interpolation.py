@@ -20,14 +20,14 @@ from typing import Any
 from ..errors import ConfigError
 from ..files import write_json
 from ..landscape.evaluator import has_batch_norm, parameters_of
-from ..landscape.scans import InterpolationScan
+from ..landscape.scans import InterpolationScan, run_scan
 from ..measures.interpolation import barriers, check_end_points, path_direction
 from ..measures.similarity import l2_distance
 from ..measures.sign_consistency import sign_consistency, sign_consistency_report
 from ..plots.valleys import plot_interpolation
 from ..progress import progress_bar
-from .common import Checkpoints, Session, evaluators_for, require_accuracy, run_task, summary_head, trained_checkpoints
-from .model_refs import ModelRefs, scan_once
+from .common import Session, evaluators_for, require_accuracy, run_task, summary_head, trained_checkpoints
+from .references import Checkpoints, check_reference
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def check_pairs(cfg) -> dict[str, tuple[str, str]]:
             raise ConfigError(f"every entry of task.pairs must be [name, model A, model B] with a new name and two different "
                              f"models, e.g. [seeds, final, seed:1]; got {item}")
         for ref in item[1:]:
-            ModelRefs.check(ref, cfg)
+            check_reference(ref, cfg)
         pairs[item[0]] = (item[1], item[2])
     if not pairs:
         raise ConfigError("task.pairs is empty: give at least one pair, e.g. task.pairs=[[seeds,final,seed:1]]")
@@ -59,7 +59,7 @@ def check_grid(cfg, name: str = "interpolation") -> InterpolationScan:
     return scan
 
 
-def interpolate(session: Session, refs: ModelRefs, name: str, ref_a: str, ref_b: str, grid: InterpolationScan, folder: str) -> dict[str, Any]:
+def interpolate(session: Session, refs: Checkpoints, name: str, ref_a: str, ref_b: str, grid: InterpolationScan, folder: str) -> dict[str, Any]:
     """Scan one pair (resumable: a finished curve file is reused) and measure its barrier and SSR."""
     cfg, out = session.cfg, session.output_dir
     a, b = refs.resolve(ref_a), refs.resolve(ref_b)
@@ -69,8 +69,8 @@ def interpolate(session: Session, refs: ModelRefs, name: str, ref_a: str, ref_b:
     scan = InterpolationScan(name, ref_a, ref_b, grid.span, grid.points)
     path = out / "curves" / folder / f"{name}.npz"
     provenance = session.provenance(start=str(a.checkpoint), end=str(b.checkpoint), bn_mode=cfg.evaluation.bn_mode)
-    result = scan_once(scan, theta_a, [path_direction(theta_a, theta_b)], evaluators, path, provenance,
-                       int(cfg.evaluation.points_per_batch))
+    result = run_scan(scan, theta_a, [path_direction(theta_a, theta_b)], evaluators, path, provenance,
+                      int(cfg.evaluation.points_per_batch), progress=False)
     ssr = sign_consistency_report(theta_a, theta_b)
     found = barriers(result.axes["lambda"], result.values)
     ssr_init = {side: (None if r.init is None else sign_consistency(theta, refs.params(r.init)))
@@ -91,7 +91,7 @@ def _interpolation(session: Session) -> dict[str, Any]:
     cfg, out = session.cfg, session.output_dir
     grid, pairs = check_grid(cfg), check_pairs(cfg)
     run = trained_checkpoints(session)
-    refs = ModelRefs(session, Checkpoints(session, run))
+    refs = Checkpoints(session, run)
     entries = {}
     for name, (ref_a, ref_b) in progress_bar(pairs.items(), desc="interpolation", disable=not cfg.progress):
         entries[name] = interpolate(session, refs, name, ref_a, ref_b, grid, "interpolation")

@@ -14,12 +14,14 @@ from ..directions.checkpoints import TrajectoryPCA, difference
 from ..directions.normalization import dot, orthogonalize
 from ..directions.store import save_direction
 from ..landscape.evaluator import ParamDict
+from ..files import as_json
 from ..landscape.scans import ScanResult
 from ..landscape.sharded import run_sharded_scan
 from ..landscape.shapes import classify_curve
 from ..plots.exports import share_surface
 from ..plots.landscape import plot_contour, plot_curves, plot_ring, plot_surface
-from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, measured_at, scanned_model, summary_head
+from .common import Session, evaluators_for, run_task, measured_at, summary_head
+from .references import Checkpoints, direction_context, scanned_model
 
 
 def run_landscape(cfg: DictConfig) -> dict[str, Any]:
@@ -104,9 +106,10 @@ def label_curve(result: ScanResult, shapes_cfg: DictConfig, path: Path | None) -
     for key in [k for k in result.values if k.endswith("_loss")]:
         shape = classify_curve(result.axes["lambda"], result.values[key], float(shapes_cfg.prominence), float(shapes_cfg.flat_tolerance))
         labels[key.removesuffix("_loss")] = shape.to_dict()
-    result.provenance["shape"] = labels
-    if path is not None:
+    if path is not None and result.provenance.get("shape") != as_json(labels):  # a file read back already has them
+        result.provenance["shape"] = labels
         result.save(path)
+    result.provenance["shape"] = labels
     return labels
 
 

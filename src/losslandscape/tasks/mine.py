@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -25,15 +24,17 @@ from ..directions.hessian import HessianEigenvector
 from ..directions.noise import NoiseDirection
 from ..directions.normalization import ParamDict, dot, global_norm, orthogonalize
 from ..directions.store import load_direction, save_direction
-from ..files import as_json, read_json, read_npz, write_json, write_npz
+from ..files import as_json, read_npz, write_json, write_npz
+from ..store import content_digest, load_record, read_record, result_key, save_record
 from ..hessian import HessianOperator, hessian_quadratic_form
 from ..landscape.scans import LineScan, PlaneScan, ScanResult, run_scan
-from ..landscape.shapes import classify_curve
+from ..landscape.shapes import center_is_local_maximum, classify_curve
 from ..mining.miner import DirectionMiner, MiningResult
 from ..plots.exports import share_surface
 from ..plots.landscape import plot_contour, plot_curves, plot_surface
 from ..plots.mining import plot_mining_traces, plot_wine_bottle
-from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head
+from .common import Session, evaluators_for, run_task, summary_head
+from .references import Checkpoints, direction_context, scanned_model
 from .landscape import label_curve
 
 INITS = ("gaussian", "hessian_bottom")
@@ -136,14 +137,13 @@ class InitialDirections:
 def mined_directions(session, stem, objective, miner, evaluator, theta, starts, index, recipe, provenance):
     """The directions of run ``index``: loaded when a previous job finished mining them, else mined and saved."""
     record_path = session.output_dir / "mining" / f"{stem}.json"
-    recipe = as_json(recipe)
-    if record_path.exists():
-        record = read_json(record_path)
-        if record.get("recipe") == recipe:
-            directions = [load_direction(session.output_dir / "directions" / name, theta[next(iter(theta))].device)[0]
-                          for name in record["directions"]]
-            return [{n: d[n].to(theta[n].dtype) for n in theta} for d in directions], record
-    seed = starts.context.seed_for(index)
+    recipe, seed = as_json(recipe), starts.context.seed_for(index)
+    key = result_key({"measure": "mining", "recipe": recipe, "seed": seed, "theta": content_digest(theta),
+                      "evaluation": evaluator.fingerprint})
+    if (record := load_record(record_path, key)) is not None:
+        directions = [load_direction(session.output_dir / "directions" / name, theta[next(iter(theta))].device)[0]
+                      for name in record["directions"]]
+        return [{n: d[n].to(theta[n].dtype) for n in theta} for d in directions], record
     result: MiningResult = miner.mine(objective, evaluator, theta, starts(index, objective.num_directions), seed,
                                       bool(session.cfg.progress))
     directions = result.directions
@@ -156,7 +156,7 @@ def mined_directions(session, stem, objective, miner, evaluator, theta, starts, 
               {**provenance, "seed": seed})
     record = {"recipe": recipe, "seed": seed, "directions": [f.name for f in files], "wall_time": result.wall_time,
               "final_objective": result.trace["objective"][-1]}
-    write_json(record_path, record)
+    save_record(record_path, record, key)
     return directions, record
 
 
@@ -218,15 +218,6 @@ def measure_ring(session, stem, objective, directions, theta, evaluators, operat
     return record, results
 
 
-def center_is_local_maximum(grid: np.ndarray) -> bool:
-    """Theta (the middle of an odd grid) is above its 8 neighbours."""
-    j, i = grid.shape[0] // 2, grid.shape[1] // 2
-    neighbours = grid[j - 1 : j + 2, i - 1 : i + 2].copy()
-    center = neighbours[1, 1]
-    neighbours[1, 1] = -np.inf
-    return bool(np.all(center > neighbours))
-
-
 def sign(value: float) -> str:
     return "+" if value > 0 else "-" if value < 0 else "0"
 
@@ -270,7 +261,7 @@ def saddle_surface(session, best, theta, evaluators, operator, miner, context, p
 
 
 def mined_direction_file(out: Path, run: int) -> str:
-    return read_json(out / "mining" / f"mined{run:02d}.json")["directions"][0]
+    return read_record(out / "mining" / f"mined{run:02d}.json")[0]["directions"][0]
 
 
 def figures_of_runs(session, objective, runs, scans, best) -> list[Path]:

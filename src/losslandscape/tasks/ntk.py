@@ -21,11 +21,13 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..files import read_npz, stable_hash, write_json, write_npz
-from ..measures.ntk import KERNELS, empirical_ntk, kernel_distance, kernel_velocities
+from ..files import stable_hash, write_json, write_npz
+from ..store import content_digest, load_arrays, result_key, save_arrays
+from ..measures.ntk import KERNELS, KernelDynamics, empirical_ntk, pairwise_distances
 from ..plots.ntk import plot_kernel_distance_matrix, plot_kernel_dynamics
 from ..progress import progress_bar
-from .common import Checkpoints, Session, load_model, run_task, summary_head, trained_checkpoints
+from .common import Session, load_model, run_task, summary_head, trained_checkpoints
+from .references import Checkpoints
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BN_POLICY = "eval: each checkpoint's own BatchNorm running statistics, dropout off"
@@ -117,60 +119,23 @@ def subset_indices(size: int, examples: int, seed: int) -> list[int]:
     return sorted(torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:examples].tolist())
 
 
-def kernel_at(session: Session, checkpoint: Path, x: torch.Tensor, path: Path, fingerprint: dict, indices: list[int]) -> tuple[torch.Tensor, float]:
-    """The kernel of one checkpoint: read back if its file was written with the same settings, else computed and saved."""
-    key = stable_hash(fingerprint)
-    if path.is_file():
-        arrays, provenance = read_npz(path)
-        if provenance.get("fingerprint") == key:
-            return torch.from_numpy(arrays["kernel"]), float(provenance["seconds"])
+def kernel_at(session: Session, checkpoint: Path, x: torch.Tensor, path: Path, settings: dict, indices: list[int]) -> tuple[torch.Tensor, float]:
+    """The kernel of one checkpoint: read back if its file holds the kernel of these very weights on these
+    inputs (the result store's key), else computed and saved."""
     task = session.cfg.task
     model = load_model(session, checkpoint).to(x.dtype)
+    key = result_key({"measure": "ntk", "weights": content_digest(model.state_dict()), "model": repr(model),
+                      "inputs": content_digest(x), "kernel": str(task.kernel), "device": x.device.type})
+    if (stored := load_arrays(path, key)) is not None:
+        return torch.from_numpy(stored[0]["kernel"]), float(stored[1]["seconds"])
     start = time.perf_counter()
     chunk = None if task.example_chunk is None else int(task.example_chunk)
     kernel = empirical_ntk(model, x, str(task.kernel), example_chunk=chunk, max_jacobian_mb=float(task.max_jacobian_mb))
     seconds = time.perf_counter() - start
     kernel = kernel.to(x.dtype).cpu()  # stored at the computation's precision; distances are taken from the stored kernel
-    write_npz(path, {"kernel": kernel.numpy(), "indices": np.asarray(indices)},
-              session.provenance(fingerprint=key, settings=fingerprint, checkpoint=str(checkpoint), seconds=seconds, bn=BN_POLICY))
+    save_arrays(path, {"kernel": kernel.numpy(), "indices": np.asarray(indices)},
+                session.provenance(settings=settings, checkpoint=str(checkpoint), seconds=seconds, bn=BN_POLICY), key)
     return kernel, seconds
-
-
-class KernelDynamics:
-    """Distance to the initial kernel, to the previous saved kernel, the velocity and ``||K||_F``, one epoch at a time."""
-
-    def __init__(self, epochs: list[int]):
-        self.epochs, self.first, self.previous = epochs, None, None
-        self.to_init, self.to_previous, self.norms = [], [], []
-
-    def add(self, kernel: torch.Tensor) -> None:
-        self.first = kernel if self.first is None else self.first
-        self.to_init.append(kernel_distance(self.first, kernel))
-        self.to_previous.append(math.nan if self.previous is None else kernel_distance(self.previous, kernel))
-        self.norms.append(float(kernel.double().norm()))
-        self.previous = kernel
-
-    def series(self) -> dict[str, list[float]]:
-        return {
-            "distance_to_init": self.to_init,
-            "distance_to_previous": self.to_previous,
-            "velocity": kernel_velocities(self.epochs, self.to_previous),
-            "frobenius_norm": self.norms,
-        }
-
-
-def pairwise_distances(files: list[Path]) -> np.ndarray:
-    """Kernel distance between every two saved kernels (symmetric, zero diagonal), read back from their
-    files two at a time so that memory stays at two kernels whatever the number of epochs."""
-    def load(path: Path) -> torch.Tensor:
-        return torch.from_numpy(read_npz(path)[0]["kernel"])
-
-    matrix = np.zeros((len(files), len(files)))
-    for i in range(len(files)):
-        first = load(files[i])
-        for j in range(i + 1, len(files)):
-            matrix[i, j] = matrix[j, i] = kernel_distance(first, load(files[j]))
-    return matrix
 
 
 def history_accuracy(history: list[dict], epochs: list[int]) -> dict[str, list[float]]:

@@ -17,7 +17,8 @@ from ..errors import ConfigError
 from ..landscape.scans import LineScan, run_scan
 from ..landscape.shapes import SHAPES, classify_curve
 from ..plots.shapes import plot_shape_statistics
-from .common import Checkpoints, Session, direction_context, evaluators_for, run_task, scanned_model, summary_head
+from .common import Session, evaluators_for, run_task, summary_head
+from .references import Checkpoints, direction_context, scanned_model
 
 
 def run_shape_statistics(cfg) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def _shape_statistics(session: Session) -> dict[str, Any]:
     direction_maker = instantiate(cfg.direction)
     checkpoints = Checkpoints(session)
     model, theta, checkpoint_path = scanned_model(session, checkpoints)
-    evaluators = {split: evaluators_for(session, model)[split]}
+    evaluators = evaluators_for(session, model, [split])
     context = direction_context(session, checkpoints, theta, evaluators[split].loss)
     provenance = session.provenance(checkpoint=str(checkpoint_path), direction=direction_maker.describe(), bn_mode=cfg.evaluation.bn_mode)
 

@@ -15,9 +15,9 @@ from typing import Any
 from ..errors import ConfigError
 from ..plots.valleys import plot_spawning_barrier, plot_spawning_curves
 from ..progress import progress_bar
-from .common import Checkpoints, Session, require_accuracy, run_task, summary_head, trained_checkpoints
+from .common import Session, require_accuracy, run_task, summary_head, trained_checkpoints
 from .interpolation import check_grid, interpolate
-from .model_refs import ModelRefs
+from .references import Checkpoints
 
 
 def run_spawning(cfg) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def _spawning(session: Session) -> dict[str, Any]:
     spawn_epochs, children = check_settings(cfg)
     grid = check_grid(cfg, "spawning")
     run = trained_checkpoints(session)  # the parent: its saved epochs are what the children are checked against
-    refs = ModelRefs(session, Checkpoints(session, run))
+    refs = Checkpoints(session, run)
     entries = {}
     for s in progress_bar(spawn_epochs, desc="spawning", disable=not cfg.progress):
         entries[s] = interpolate(session, refs, f"spawn{s:03d}", f"spawn:{s}:{children[0]}", f"spawn:{s}:{children[1]}", grid, "spawning")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import time
 from typing import Any
 
@@ -21,9 +20,10 @@ import torch
 from omegaconf import OmegaConf
 
 from ..errors import ConfigError
-from ..files import save_torch, stable_hash, write_json, write_npz
+from ..files import write_json, write_npz
+from ..store import cached_record, content_digest, load_tensors, save_tensors
 from ..hessian import HessianOperator, hessian_eigenpairs, hutchinson_trace, hutchpp_trace
-from ..landscape.evaluator import Evaluator, as_dtype, parameters_of
+from ..landscape.evaluator import parameters_of
 from ..measures.mode_connectivity import (
     CurveTraining,
     bezier_point,
@@ -36,7 +36,8 @@ from ..measures.interpolation import barrier
 from ..measures.similarity import feature_layer, l2_distance, linear_cka, parameter_norm, penultimate_features
 from ..plots.taxonomy import plot_mode_connectivity
 from ..training.cache import training_config
-from .common import Checkpoints, Session, configured_model, load_model, require_accuracy, run_task, summary_head, trained_checkpoints
+from .common import Session, configured_model, evaluators_for, load_model, require_accuracy, run_task, summary_head, trained_checkpoints
+from .references import Checkpoints
 from .hessian import DTYPES, parameter_subset
 
 # The flat numbers of summary.json that task=phase_plot draws (mean over models, or over pairs).
@@ -65,10 +66,10 @@ def _taxonomy(session: Session) -> dict[str, Any]:
 
     per_model = {}
     for seed in seeds:  # one resumable file per model
-        per_model[seed] = cached(out / "taxonomy" / "models" / f"seed{seed}.json",
-                                 {"checkpoint": str(paths[seed]), "hessian": _container(cfg.hessian), "evaluation": _container(cfg.evaluation),
-                                  "do_hessian": bool(task.hessian)},
-                                 lambda seed=seed: model_measures(session, models[seed], seed))
+        key = session.result_key("taxonomy_model", weights=content_digest(models[seed].state_dict()),
+                                 hessian=_container(cfg.hessian) if task.hessian else None)
+        per_model[seed] = cached_record(out / "taxonomy" / "models" / f"seed{seed}.json", key,
+                                        lambda seed=seed: model_measures(session, models[seed], seed))
     per_pair, curves = {}, {}
     for a, b in itertools.combinations(seeds, 2):
         name = f"seed{a}-seed{b}"
@@ -135,14 +136,12 @@ def instantiate_model(session: Session) -> torch.nn.Module:
 
 def model_measures(session: Session, model: torch.nn.Module, seed: int) -> dict[str, Any]:
     """Loss and accuracy on both splits, and (with ``task.hessian``) the Hessian's top eigenvalue and trace."""
-    cfg, data = session.cfg, session.data
+    cfg = session.cfg
     theta = parameters_of(model)
-    bn_x = data.train_x[: int(cfg.evaluation.bn_examples)]
     started = time.perf_counter()
     row: dict[str, Any] = {"seed": seed}
-    for split in ("train", "test"):
-        x, y = data.split(split)
-        evaluator = Evaluator(model, x, y, cfg.evaluation.batch_size, "eval", bn_x, loss=session.loss)  # the trained model with its own statistics
+    # the trained model with its own statistics (bn_mode=eval), on the splits' configured subsets
+    for split, evaluator in evaluators_for(session, model, ["train", "test"], bn_mode="eval").items():
         with torch.inference_mode():
             loss, accuracy = evaluator.metrics(theta).tolist()
         row[f"{split}_loss"], row[f"{split}_accuracy"] = loss, accuracy
@@ -159,10 +158,7 @@ def hessian_measures(session: Session, model: torch.nn.Module) -> dict[str, Any]
     dtype = DTYPES[str(h.dtype)]
     model = _copy_to(model, dtype)
     theta = parameters_of(model)
-    x, y = session.data.split(str(h.split))
-    bn_x = as_dtype(session.data.train_x[: int(cfg.evaluation.bn_examples)], dtype)
-    evaluator = Evaluator(model, as_dtype(x, dtype), as_dtype(y, dtype), cfg.evaluation.batch_size, cfg.evaluation.bn_mode, bn_x,
-                          loss=session.loss)
+    evaluator = evaluators_for(session, model, [str(h.split)], dtype=dtype)[str(h.split)]  # task=hessian's objective
     operator = HessianOperator.from_evaluator(evaluator, theta, parameter_subset(theta, str(h.parameters)), str(h.hvp_mode), h.batches_per_term)
     values, _, record = hessian_eigenpairs(operator, 1, "top", float(h.eigen.tol), int(h.eigen.max_steps), int(h.seed), progress=bool(cfg.progress))
     if int(h.trace.hutchpp_products) > 0:
@@ -185,9 +181,9 @@ def pair_measures(session, model_a, model_b, path_a, path_b, name, curve: CurveT
     cfg, task, out = session.cfg, session.cfg.task, session.output_dir
     folder = out / "taxonomy" / "pairs"
     ts = np.linspace(0.0, 1.0, int(task.curve.points))
-    base = {"a": str(path_a), "b": str(path_b)}
-    control_key = stable_hash({**base, "curve": curve.describe(), "data": _container(cfg.dataset)})
     theta_a, theta_b = parameters_of(model_a), parameters_of(model_b)
+    control_key = session.result_key("bezier_control", a=content_digest(model_a.state_dict()), b=content_digest(theta_b),
+                                     curve=curve.describe())
     x_train, y_train = session.data.split("train")
 
     def trained_control():
@@ -204,9 +200,8 @@ def pair_measures(session, model_a, model_b, path_a, path_b, name, curve: CurveT
 
     def evaluated():
         started = time.perf_counter()
-        x, y = session.data.split(str(task.curve.split))
-        bn_x = session.data.train_x[: int(cfg.evaluation.bn_examples)]
-        evaluator = Evaluator(model_a, x, y, cfg.evaluation.batch_size, "recompute", bn_x, loss=session.loss)  # BN statistics re-estimated at every t
+        split = str(task.curve.split)  # BN statistics re-estimated at every t
+        evaluator = evaluators_for(session, model_a, [split], bn_mode="recompute")[split]
         bezier = path_metrics(evaluator, lambda t: bezier_point(theta_a, control, theta_b, t), ts)
         linear = path_metrics(evaluator, lambda t: linear_point(theta_a, theta_b, t), ts)
         write_npz(out / "curves" / f"mode_connectivity_{name}.npz",
@@ -229,8 +224,9 @@ def pair_measures(session, model_a, model_b, path_a, path_b, name, curve: CurveT
             "evaluation_wall_time": time.perf_counter() - started,
         }
 
-    result = cached(folder / f"{name}.json", {"control": control_key, "points": len(ts), "split": str(task.curve.split),
-                                              "cka": _container(task.cka), "evaluation": _container(cfg.evaluation)}, evaluated)
+    key = session.result_key("taxonomy_pair", control=control_key, b=content_digest(model_b.state_dict()), points=len(ts),
+                             split=str(task.curve.split), cka=_container(task.cka))
+    result = cached_record(folder / f"{name}.json", key, evaluated)
     curves = {"t": np.asarray(result["t"]), "bezier": np.asarray(result["bezier_loss"]), "linear": np.asarray(result["linear_loss"]),
               "t_star": result["t_star"], "mc": result["mode_connectivity"]}
     summary = {k: v for k, v in result.items() if k not in ("t", "bezier_loss", "linear_loss", "curve_training")}
@@ -239,26 +235,12 @@ def pair_measures(session, model_a, model_b, path_a, path_b, name, curve: CurveT
     return summary, curves
 
 
-def cached(path, settings: dict, compute) -> dict[str, Any]:
-    """The JSON at ``path`` if it was computed with these settings, else ``compute()`` written there."""
-    fingerprint = stable_hash(settings)
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("fingerprint") == fingerprint:
-            return stored["result"]
-    result = compute()
-    write_json(path, {"fingerprint": fingerprint, "settings": settings, "result": result})
-    return result
-
-
-def cached_tensors(path, fingerprint: str, compute):
-    """``(control point, record)`` saved at ``path`` with its fingerprint, reused when it matches."""
-    if path.is_file():
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        if stored.get("fingerprint") == fingerprint:
-            return stored["control"], stored["record"]
+def cached_tensors(path, key: str, compute):
+    """``(control point, record)`` stored at ``path`` under ``key``, else computed and stored."""
+    if (stored := load_tensors(path, key)) is not None:
+        return stored["control"], stored["record"]
     control, record = compute()
-    save_torch(path, {"fingerprint": fingerprint, "control": {n: v.cpu() for n, v in control.items()}, "record": record})
+    save_tensors(path, {"control": {n: v.cpu() for n, v in control.items()}, "record": record}, key)
     return control, record
 
 

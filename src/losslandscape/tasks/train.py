@@ -19,6 +19,7 @@ def _train(session: Session) -> dict[str, Any]:
     return {
         **summary_head(session, "train"),
         "checkpoint_dir": str(run.directory),
+        "train_key": run.key,
         "checkpoints": [str(p) for p in [run.init, *run.epochs(), run.final]],
         "reused_checkpoints": run.reused,
         "train_accuracy": final.get("train/accuracy"),

@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.splits import DataSplits
-from ..files import stable_hash, write_json
+from ..files import as_json, stable_hash, write_json
 from ..losses import Loss, as_loss
 from ..models.building import build_model, output_size
 from ..progress import training_progress
@@ -105,14 +105,47 @@ def parent_config(cfg: DictConfig) -> DictConfig:
 def run_directory(cfg: DictConfig, data: DataSplits) -> tuple[Path, str]:
     """Where this config's checkpoints live, and its cache key. The name carries the seeds that differ
     from ``seed`` and the spawn (``-init1``, ``-data2``, ``-spawn5d3``), only when they are set."""
-    config = training_config(cfg, data)
-    key = stable_hash(config)
+    key = stable_hash(cache_identity(cfg, data))
+    return Path(cfg.cache_dir) / f"{run_prefix(cfg, data)}-{key}", key
+
+
+def cache_identity(cfg: DictConfig, data: DataSplits) -> dict[str, Any]:
+    """What the cache key hashes: the training config, the data by content and the model's definition
+    (its structure and parameter shapes): regenerated data or edited model code trains anew."""
+    data_content = {"tensors": data.content_hash, "files": getattr(data, "fingerprint", None)}
+    return {"config": training_config(cfg), "data": data_content, "model_definition": model_definition(cfg, data)}
+
+
+def model_definition(cfg: DictConfig, data: DataSplits) -> str:
+    """Hash of the configured model's structure (its modules as printed) and parameter names and shapes."""
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights: the caller's generator is left as it was
+        model = build_model(cfg.model, data.input_shape, output_size(data))
+    shapes = [(name, list(p.shape)) for name, p in model.named_parameters()]
+    return stable_hash({"modules": repr(model), "parameters": shapes})
+
+
+def run_prefix(cfg: DictConfig, data: DataSplits) -> str:
+    train = canonical_train(cfg)
     model_name = cfg.model._target_.rsplit(".", 1)[-1].lower()
-    train = config["train"]
     tags = "".join(f"-{name.removesuffix('_seed')}{train[name]}" for name in SEED_KEYS if name in train)
     if "spawn_epoch" in train:
         tags += f"-spawn{train['spawn_epoch']}d{train['spawn_data_seed']}"
-    return Path(cfg.cache_dir) / f"{model_name}-{data.name}-seed{cfg.seed}{tags}-{key}", key
+    return f"{model_name}-{data.name}-seed{cfg.seed}{tags}"
+
+
+def why_not_reused(cfg: DictConfig, data: DataSplits, identity: dict[str, Any]) -> str | None:
+    """When a finished run of the same training config exists under another key: what changed since."""
+    for config_file in Path(cfg.cache_dir).glob(f"{run_prefix(cfg, data)}-*/identity.json"):
+        try:
+            other = json.loads(config_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if other.get("config") == as_json(identity["config"]) and (config_file.parent / "final.pt").is_file():
+            changed = [what for key, what in (("data", "the data's content"), ("model_definition", "the model's definition"))
+                       if other.get(key) != identity[key]]
+            if changed:
+                return f"{' and '.join(changed)} changed since {config_file.parent.name} was trained"
+    return None
 
 
 @dataclass
@@ -141,7 +174,7 @@ def train_or_reuse(
 ) -> TrainedRun:
     """Return the cached checkpoints of this config, training them first if no finished run exists."""
     check_seeds(cfg)
-    config = training_config(cfg, data)
+    config, identity = training_config(cfg, data), cache_identity(cfg, data)
     directory, key = run_directory(cfg, data)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory) + ".lock"):
@@ -149,6 +182,10 @@ def train_or_reuse(
             history = json.loads((directory / "history.json").read_text())
             log.info("reusing trained checkpoints %s", directory)
             return TrainedRun(directory, key, history, reused=True)
+        if reason := why_not_reused(cfg, data, identity):
+            print(f"== training anew: {reason}")
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json(directory / "identity.json", identity)
         history = _train(cfg, config, key, data, directory, device, logger, progress)
         return TrainedRun(directory, key, history, reused=False)
 
