@@ -17,6 +17,7 @@ from ..data.splits import DataSplits
 from ..directions.context import DirectionContext
 from ..errors import ConfigError
 from ..files import package_versions, stable_hash, write_json
+from ..landscape.batches import Residency
 from ..landscape.evaluator import Evaluator, ParamDict, parameters_of
 from ..landscape.point_workers import resolve_workers
 from ..losses import Loss, LossError, as_loss
@@ -296,7 +297,7 @@ def evaluators_for(session: Session, model: torch.nn.Module) -> dict[str, Evalua
             keep = torch.randperm(len(y), generator=generator)[: int(evaluation.subset)]
             x, y = x[keep], y[keep]
         evaluators[split] = Evaluator(model, x, y, evaluation.batch_size, evaluation.bn_mode, bn_x, evaluation.first_layer_mb,
-                                      evaluation.workers, session.loss)
+                                      evaluation.workers, session.loss, Residency.from_config(evaluation))
     return evaluators
 
 

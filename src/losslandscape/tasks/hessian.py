@@ -30,6 +30,7 @@ from ..hessian import (
     spectral_density,
     weight_names,
 )
+from ..landscape.batches import Residency
 from ..landscape.evaluator import Evaluator, as_dtype
 from ..plots.hessian import plot_hessian_lens, plot_spectral_density
 from .common import Checkpoints, Session, direction_context, run_task, scanned_model, summary_head
@@ -57,7 +58,7 @@ def _hessian(session: Session) -> dict[str, Any]:
     evaluation = cfg.evaluation
     bn_x = as_dtype(session.data.train_x[: int(evaluation.bn_examples)], dtype)
     evaluator = Evaluator(model, as_dtype(x, dtype), as_dtype(y, dtype), evaluation.batch_size, evaluation.bn_mode, bn_x,
-                          loss=session.loss)
+                          loss=session.loss, residency=Residency.from_config(evaluation))
     names = parameter_subset(theta, str(h.parameters))
     operator = HessianOperator.from_evaluator(evaluator, theta, names, str(h.hvp_mode), h.batches_per_term)
     seed, progress = int(h.seed), bool(cfg.progress)

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from ..errors import ConfigError
 from ..files import save_torch, stable_hash, write_json, write_npz
 from ..hessian import HessianOperator, hessian_eigenpairs, hutchinson_trace, hutchpp_trace
+from ..landscape.batches import Residency
 from ..landscape.evaluator import Evaluator, as_dtype, parameters_of
 from ..measures.mode_connectivity import (
     CurveTraining,
@@ -142,7 +143,8 @@ def model_measures(session: Session, model: torch.nn.Module, seed: int) -> dict[
     row: dict[str, Any] = {"seed": seed}
     for split in ("train", "test"):
         x, y = data.split(split)
-        evaluator = Evaluator(model, x, y, cfg.evaluation.batch_size, "eval", bn_x, loss=session.loss)  # the trained model with its own statistics
+        evaluator = Evaluator(model, x, y, cfg.evaluation.batch_size, "eval", bn_x, loss=session.loss,
+                              residency=Residency.from_config(cfg.evaluation))  # the trained model with its own statistics
         with torch.inference_mode():
             loss, accuracy = evaluator.metrics(theta).tolist()
         row[f"{split}_loss"], row[f"{split}_accuracy"] = loss, accuracy
@@ -162,7 +164,7 @@ def hessian_measures(session: Session, model: torch.nn.Module) -> dict[str, Any]
     x, y = session.data.split(str(h.split))
     bn_x = as_dtype(session.data.train_x[: int(cfg.evaluation.bn_examples)], dtype)
     evaluator = Evaluator(model, as_dtype(x, dtype), as_dtype(y, dtype), cfg.evaluation.batch_size, cfg.evaluation.bn_mode, bn_x,
-                          loss=session.loss)
+                          loss=session.loss, residency=Residency.from_config(cfg.evaluation))
     operator = HessianOperator.from_evaluator(evaluator, theta, parameter_subset(theta, str(h.parameters)), str(h.hvp_mode), h.batches_per_term)
     values, _, record = hessian_eigenpairs(operator, 1, "top", float(h.eigen.tol), int(h.eigen.max_steps), int(h.seed), progress=bool(cfg.progress))
     if int(h.trace.hutchpp_products) > 0:
@@ -206,7 +208,8 @@ def pair_measures(session, model_a, model_b, path_a, path_b, name, curve: CurveT
         started = time.perf_counter()
         x, y = session.data.split(str(task.curve.split))
         bn_x = session.data.train_x[: int(cfg.evaluation.bn_examples)]
-        evaluator = Evaluator(model_a, x, y, cfg.evaluation.batch_size, "recompute", bn_x, loss=session.loss)  # BN statistics re-estimated at every t
+        evaluator = Evaluator(model_a, x, y, cfg.evaluation.batch_size, "recompute", bn_x, loss=session.loss,
+                              residency=Residency.from_config(cfg.evaluation))  # BN statistics re-estimated at every t
         bezier = path_metrics(evaluator, lambda t: bezier_point(theta_a, control, theta_b, t), ts)
         linear = path_metrics(evaluator, lambda t: linear_point(theta_a, theta_b, t), ts)
         write_npz(out / "curves" / f"mode_connectivity_{name}.npz",
