@@ -18,6 +18,7 @@ keeps per-batch outputs of the whole split) ask :attr:`streamed` and fall back t
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -90,6 +93,8 @@ def batch_source(x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torc
     residency = residency or Residency()
     if residency.keeps_resident(x, y):
         return ResidentBatches(x.to(device), y.to(device), batch_size)
+    log.info("streaming a split of %d examples (%.1f MB, evaluation.resident=%s, budget %g MB) to %s in batches of %d",
+             len(y), split_bytes(x, y) / 2**20, residency.resident, residency.budget_mb, device, batch_size)
     return StreamedBatches(x, y, batch_size, device, residency.loader_workers, residency.prefetch_factor)
 
 
