@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # auto with a budget far below the test splits: they are streamed, as a large split would be
 TINY_BUDGET = Residency("auto", budget_mb=0.001, loader_workers=2)
-IN_PROCESS = Residency(False, loader_workers=0)
+IN_PROCESS = Residency(False, loader_workers=0)  # the CPU's default (loader_workers=auto)
 
 
 def blobs(n: int = 90, features: int = 12, classes: int = 3, seed: int = 0, dtype=torch.float32):
@@ -88,7 +88,7 @@ def test_auto_keeps_a_split_resident_within_the_budget_and_streams_it_beyond():
     ({"resident": "maybe"}, "evaluation.resident='maybe': expected auto, true or false"),
     ({"resident": 1}, "evaluation.resident=1: expected auto, true or false"),
     ({"budget_mb": 0}, "evaluation.resident_budget_mb=0: expected a number of megabytes > 0"),
-    ({"loader_workers": -1}, "evaluation.loader_workers=-1: expected an integer >= 0"),
+    ({"loader_workers": -1}, "evaluation.loader_workers=-1: expected auto or an integer >= 0"),
     ({"prefetch_factor": 0}, "evaluation.prefetch_factor=0: expected an integer >= 1"),
 ])
 def test_bad_residency_settings_get_one_clear_line(setting, problem):
@@ -100,7 +100,7 @@ def test_bad_residency_settings_get_one_clear_line(setting, problem):
 @pytest.mark.parametrize("override, line", [
     ("evaluation.resident=maybe", "evaluation.resident=maybe: expected auto, true or false"),
     ("evaluation.resident_budget_mb=-5", "evaluation.resident_budget_mb=-5: expected a number > 0"),
-    ("evaluation.loader_workers=-1", "evaluation.loader_workers=-1: expected an integer >= 0"),
+    ("evaluation.loader_workers=-1", "evaluation.loader_workers=-1: expected auto or an integer >= 0"),
     ("evaluation.prefetch_factor=0", "evaluation.prefetch_factor=0: expected an integer >= 1"),
 ])
 def test_the_config_schema_checks_the_streaming_keys_before_any_work(override, line, tmp_path):

@@ -47,12 +47,15 @@ class Residency:
 
     ``resident``: ``True`` keeps every split on the device, ``False`` streams every split,
     ``auto`` keeps a split resident when its inputs and targets take at most ``budget_mb``.
-    ``loader_workers`` DataLoader processes each load ``prefetch_factor`` batches ahead.
+    ``loader_workers`` DataLoader processes each load ``prefetch_factor`` batches ahead; ``auto`` is
+    none on the CPU and 2 elsewhere. On the CPU a batch of a split in memory is a free slice, and
+    handing it over from a worker process costs more than that (benchmarks/streamed_scan.py); on a
+    GPU the workers cut and pin the next batches while the device computes.
     """
 
     resident: bool | str = True
     budget_mb: float = 4096.0
-    loader_workers: int = 2
+    loader_workers: int | str = "auto"
     prefetch_factor: int = 2
 
     def __post_init__(self):
@@ -61,8 +64,8 @@ class Residency:
             problems.append(f"evaluation.resident={self.resident!r}: expected auto, true or false")
         if not float(self.budget_mb) > 0:
             problems.append(f"evaluation.resident_budget_mb={self.budget_mb!r}: expected a number of megabytes > 0")
-        if int(self.loader_workers) < 0:
-            problems.append(f"evaluation.loader_workers={self.loader_workers!r}: expected an integer >= 0 (0 = load in this process)")
+        if self.loader_workers != "auto" and not (type(self.loader_workers) is int and self.loader_workers >= 0):
+            problems.append(f"evaluation.loader_workers={self.loader_workers!r}: expected auto or an integer >= 0 (0 = load in this process)")
         if int(self.prefetch_factor) < 1:
             problems.append(f"evaluation.prefetch_factor={self.prefetch_factor!r}: expected an integer >= 1")
         if problems:
@@ -73,8 +76,13 @@ class Residency:
         """The settings of an ``evaluation`` config node (absent keys: resident, as before streaming existed)."""
         defaults = cls()
         return cls(evaluation.get("resident", defaults.resident), float(evaluation.get("resident_budget_mb", defaults.budget_mb)),
-                   int(evaluation.get("loader_workers", defaults.loader_workers)),
+                   evaluation.get("loader_workers", defaults.loader_workers),
                    int(evaluation.get("prefetch_factor", defaults.prefetch_factor)))
+
+    def workers_for(self, device: torch.device) -> int:
+        if self.loader_workers == "auto":
+            return 0 if torch.device(device).type == "cpu" else 2
+        return int(self.loader_workers)
 
     def keeps_resident(self, x: torch.Tensor, y: torch.Tensor) -> bool:
         if self.resident != "auto":
@@ -95,7 +103,7 @@ def batch_source(x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torc
         return ResidentBatches(x.to(device), y.to(device), batch_size)
     log.info("streaming a split of %d examples (%.1f MB, evaluation.resident=%s, budget %g MB) to %s in batches of %d",
              len(y), split_bytes(x, y) / 2**20, residency.resident, residency.budget_mb, device, batch_size)
-    return StreamedBatches(x, y, batch_size, device, residency.loader_workers, residency.prefetch_factor)
+    return StreamedBatches(x, y, batch_size, device, residency.workers_for(device), residency.prefetch_factor)
 
 
 class ResidentBatches:
@@ -161,8 +169,9 @@ class _Forever(Sampler):
 class StreamedBatches:
     """A split in host memory, streamed to the device batch by batch through a ``DataLoader``.
 
-    Loading overlaps compute: ``loader_workers`` processes cut and copy the next batches (up to
-    ``prefetch_factor`` each) while this process computes on the current one, and on CUDA the
+    Loading overlaps compute: ``loader_workers`` processes (none: load in this process, the CPU's
+    default) cut and copy the next batches (up to ``prefetch_factor`` each) while this process
+    computes on the current one, and on CUDA the
     batches come in pinned memory, so their copy to the device runs asynchronously behind the
     kernels already queued. The loader cycles through the split forever and a pass takes the next
     ``len(self.parts)`` batches, so the workers also load the first batches of the next grid point
