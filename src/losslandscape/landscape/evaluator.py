@@ -1,5 +1,5 @@
 """The objective every measure is a function of: (model, data, loss, BatchNorm policy) at
-``theta + sum_i a_i d_i``, on resident data, giving the mean loss and the loss's metric.
+``theta + sum_i a_i d_i``, on resident or streamed data, giving the mean loss and the loss's metric.
 
 Scans call it under ``torch.inference_mode``; mining and Hessian-vector products differentiate
 through :meth:`Evaluator.metrics`. Data lives on the model's device for the whole scan while it fits
