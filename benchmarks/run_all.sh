@@ -20,8 +20,8 @@ wait_for_low_load() {
 }
 
 status=0
-for script in scan_overhead scan_vs_loss_landscapes scan_vmap hessian_vs_pyhessian hessian_trace hessian_curvlinops transformer_vs_functional_call; do
-  case "$script" in scan_*|hessian_vs_pyhessian) wait_for_low_load ;; esac
+for script in scan_overhead scan_vs_loss_landscapes scan_vmap streamed_scan hessian_vs_pyhessian hessian_trace hessian_curvlinops transformer_vs_functional_call; do
+  case "$script" in scan_*|streamed_scan|hessian_vs_pyhessian) wait_for_low_load ;; esac
   echo "== python benchmarks/$script.py $*"
   OMP_NUM_THREADS=2 python "benchmarks/$script.py" "$@" || status=1
 done

@@ -134,6 +134,14 @@ def workers() -> Rule:
     return lambda value, cfg: None if value == "auto" or (is_int(value) and value >= 1) else "expected auto or an integer >= 1"
 
 
+def auto_or_count() -> Rule:
+    return lambda value, cfg: None if value == "auto" or (is_int(value) and value >= 0) else "expected auto or an integer >= 0"
+
+
+def auto_or_boolean() -> Rule:
+    return lambda value, cfg: None if value == "auto" or isinstance(value, bool) else "expected auto, true or false"
+
+
 def device() -> Rule:
     def rule(value, cfg):
         import torch
@@ -332,6 +340,10 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "bn_examples": integer(1),
         "subset": integer(1, null=True),
         "first_layer_mb": number(low=0),
+        "resident": auto_or_boolean(),
+        "resident_budget_mb": number(above=0),
+        "loader_workers": auto_or_count(),
+        "prefetch_factor": integer(1),
     },
     "hessian": {
         "split": one_of(*SPLITS),

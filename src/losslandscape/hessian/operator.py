@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import grad, jvp
 
-from .loss_terms import batched_loss_terms
+from .loss_terms import LossTerms, batched_loss_terms
 
 ParamDict = dict[str, torch.Tensor]
 LossFn = Callable[[ParamDict], torch.Tensor]
@@ -125,7 +125,8 @@ class HessianOperator(LinearOperator):
     """The Hessian at ``theta`` of ``loss_fn`` restricted to the parameters ``names``.
 
     ``loss_fn`` maps a full parameter dict to a scalar, or is a sequence of such functions whose
-    sum is the loss (the HVP is then accumulated term by term to bound memory). Parameters outside
+    sum is the loss, or :class:`~.loss_terms.LossTerms` that makes them afresh for every product
+    (a streamed split); the HVP is then accumulated term by term to bound memory. Parameters outside
     ``names`` stay fixed at theta: the operator is the principal submatrix ``H[names, names]``.
     The dtype and device follow theta (float64 theta gives float64 products).
     """
@@ -141,8 +142,8 @@ class HessianOperator(LinearOperator):
         if mode not in HVP_MODES:
             raise ValueError(f"unknown HVP mode {mode!r}: expected one of {', '.join(HVP_MODES)}")
         self.mode = mode
-        self.terms = list(loss_fn) if isinstance(loss_fn, Sequence) else [loss_fn]
-        if not self.terms:
+        self.terms = loss_fn if isinstance(loss_fn, LossTerms) else list(loss_fn) if isinstance(loss_fn, Sequence) else [loss_fn]
+        if len(self.terms) == 0:
             raise ValueError("HessianOperator needs at least one loss term")
         self.theta = {name: value.detach() for name, value in theta.items()}
         self.names = _check_names(self.theta, names)

@@ -1,11 +1,13 @@
 """The objective every measure is a function of: (model, data, loss, BatchNorm policy) at
-``theta + sum_i a_i d_i``, on resident data, giving the mean loss and the loss's metric.
+``theta + sum_i a_i d_i``, on resident or streamed data, giving the mean loss and the loss's metric.
 
 Scans call it under ``torch.inference_mode``; mining and Hessian-vector products differentiate
-through :meth:`Evaluator.metrics`. Data lives on the model's device for the whole scan, so a grid
-point costs one forward pass over the split and nothing else. The fast paths (the moved copy, the
-first-layer shortcut, the class-major head, the point workers) are engines under it: each applies
-only where its preconditions hold and gives the plain definition's numbers.
+through :meth:`Evaluator.metrics`. Data lives on the model's device for the whole scan while it fits
+(:mod:`.batches`), so a grid point costs one forward pass over the split and nothing else; a split
+too large for that is streamed to the device, one pass over a DataLoader per point, with the same
+batches and hence the same numbers. The fast paths (the moved copy, the first-layer shortcut, the
+class-major head, the point workers, vmap) are engines under it: each applies only where its
+preconditions hold and gives the plain definition's numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 from ..losses import Loss, as_loss
 from ..store import content_digest
 
+from .batches import Residency, batch_source
 from .first_layer import FirstLayerShortcut
 from .last_layer import ClassMajorHead
 from .point_workers import PointWorkers, resolve_workers
@@ -116,6 +119,9 @@ class Evaluator:
     many forked single-threaded processes (:mod:`.point_workers`), each with ``first_layer_mb /
     workers`` for its first-layer outputs; they are started on the first call and stopped when the
     evaluator is dropped.
+
+    ``residency`` (:class:`~.batches.Residency`, default: resident) keeps the split on the device
+    or streams it from host memory in the same batches (``evaluation.resident``).
     """
 
     def __init__(
@@ -129,6 +135,7 @@ class Evaluator:
         first_layer_mb: float = 0.0,
         workers: int = 1,
         loss: Loss | None = None,
+        residency: Residency | None = None,
     ):
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"evaluation data needs as many targets as inputs, got {len(x)} inputs and {len(y)} targets")
@@ -141,20 +148,20 @@ class Evaluator:
         self.buffers = {name: b.detach() for name, b in model.named_buffers()}
         # functional_call re-ties shared weights on every call (a walk over all modules); skip it where none are shared
         self.tie_weights = has_shared_tensors(model)
-        device = next(model.parameters()).device
-        self.x, self.y = x.to(device), y.to(device)
+        self.device = device = next(model.parameters()).device
+        self.batch_size = int(batch_size or len(x))
+        if self.batch_size < 1:
+            raise ValueError(f"evaluation batch_size must be positive, got {batch_size}")
+        self.data = batch_source(x, y, self.batch_size, device, residency)  # resident or streamed, the same batches
         self.criterion = as_loss(loss).for_split(self.y)  # the loss, bound to this split's targets
         self.units = self.criterion.units(self.y)  # what the sums are divided by: examples or counted tokens
-        self.bn_x = None if bn_x is None else bn_x.to(device)
-        self.batch_size = int(batch_size or len(x))
+        self.bn_x = None if bn_x is None else bn_x.to(device)  # a few batches: resident even when the split is streamed
         self.workers = resolve_workers(workers, device)
         # memory for precomputed first-layer outputs, shared by the workers (each holds its own)
         self.first_layer_budget = float(first_layer_mb) * 2**20 / self.workers
         self.point_workers: PointWorkers | None = None
         self.movable: MovableCopy | None = None
         self.shortcut_cache: tuple | None = None
-        if self.batch_size < 1:
-            raise ValueError(f"evaluation batch_size must be positive, got {batch_size}")
         if self.bn_mode == "train":
             # batch statistics without touching running buffers: safe under vmap and autograd
             self.model = copy.deepcopy(model).train()
@@ -167,7 +174,16 @@ class Evaluator:
                     layer.momentum = None  # a cumulative average over bn_x instead of an exponential one
 
     def __len__(self) -> int:
-        return len(self.y)
+        return len(self.data)
+
+    @property
+    def x(self) -> torch.Tensor:
+        """The split's inputs: on the device when resident, in host memory when streamed."""
+        return self.data.x
+
+    @property
+    def y(self) -> torch.Tensor:
+        return self.data.y
 
     @functools.cached_property
     def fingerprint(self) -> dict:
@@ -186,7 +202,7 @@ class Evaluator:
             "batch_size": self.batch_size if batch_statistics else None,
             "model": repr(self.model),
             "dtype": str(next(self.model.parameters()).dtype),
-            "device": self.x.device.type,
+            "device": self.device.type,  # where it is computed (a streamed split waits in host memory)
         }
 
     @property
@@ -213,8 +229,7 @@ class Evaluator:
         With ``head`` installed, ``forward`` returns the features its last layer reads, and the head
         computes the logits (class-major) and both metrics."""
         sums = None  # [summed loss, summed metric]; no Python numbers: each costs a tensor op per point
-        for index, start in enumerate(range(0, len(self.y), self.batch_size)):
-            xb, yb = self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+        for index, (xb, yb) in enumerate(self.data):
             if shortcut is not None:
                 shortcut.set_output(index, coordinates)
             output = forward(xb)
@@ -244,8 +259,9 @@ class Evaluator:
     def batch_loss(self, params: ParamDict, indices: torch.Tensor) -> torch.Tensor:
         """Mean loss on the examples ``indices`` of the split: the differentiable mini-batch loss of mining."""
         buffers = self.recomputed_buffers(params) if self.bn_mode == "recompute" else self.buffers
-        outputs = functional_call(self.model, {**params, **buffers}, (self.x[indices.to(self.x.device)],))
-        return self.criterion.mean(outputs, self.y[indices.to(self.y.device)])
+        xb, yb = self.data.take(indices)
+        outputs = functional_call(self.model, {**params, **buffers}, (xb,))
+        return self.criterion.mean(outputs, yb)
 
     def metrics_at(
         self,
@@ -260,7 +276,7 @@ class Evaluator:
         (one wide forward pass instead of several narrow ones; it pays off for small models on GPUs).
         With ``workers > 1`` the points are shared out over the worker processes.
         """
-        coordinates = coordinates.to(device=self.x.device, dtype=next(iter(theta.values())).dtype)
+        coordinates = coordinates.to(device=self.device, dtype=next(iter(theta.values())).dtype)
         if self.workers > 1:  # every point, even a lone one: a point's numbers never depend on where blocks start
             if self.point_workers is None or not self.point_workers.alive:
                 self.point_workers = PointWorkers(self._metrics_here, self.workers)
@@ -288,19 +304,21 @@ class Evaluator:
         with shortcut.installed() if shortcut else contextlib.nullcontext():
             if points_per_batch <= 1 or self.bn_mode == "recompute":  # re-estimation updates buffers in place: no vmap
                 return torch.stack([at(c) for c in coordinates])
-            return torch.cat([vmap(at)(chunk) for chunk in coordinates.split(points_per_batch)])
+            return torch.cat([vmap(at, randomness=self.data.vmap_randomness)(chunk) for chunk in coordinates.split(points_per_batch)])
 
     def _movable_copy(self, theta: ParamDict) -> MovableCopy:
         """The private copy, made once per evaluator (a scan of many blocks reuses it)."""
         if self.movable is None or self.movable.names != list(theta):
-            self.movable = MovableCopy(self.model, theta, self.x[:2], self.criterion.class_major)
+            self.movable = MovableCopy(self.model, theta, self.data.first(2), self.criterion.class_major)
         return self.movable
 
     def _shortcut(self, model: torch.nn.Module, theta: ParamDict, directions: Sequence[ParamDict]) -> FirstLayerShortcut | None:
         """The first-layer shortcut, reused while the same model, theta and direction objects come back
         (a scan calls metrics_at once per block; scans do not change their tensors in place)."""
-        if self.first_layer_budget <= 0 or self.bn_mode == "recompute" or self.tie_weights:
-            return None  # (tied weights: the first layer's might be used again later, at the moved point)
+        if self.first_layer_budget <= 0 or self.bn_mode == "recompute" or self.tie_weights or self.data.streamed:
+            # (tied weights: the first layer's might be used again later, at the moved point; a streamed
+            # split: its first-layer outputs would take more memory than the split that did not fit)
+            return None
         key = (id(model), id(theta), *map(id, directions))
         if self.shortcut_cache is None or self.shortcut_cache[0] != key:
             shortcut = FirstLayerShortcut.build(model, self.x, self.batch_size, theta, directions, self.first_layer_budget)

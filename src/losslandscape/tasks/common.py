@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.splits import DataSplits
 from ..files import package_versions
 from ..store import result_key, save_record
+from ..landscape.batches import Residency
 from ..landscape.evaluator import Evaluator, ParamDict, as_dtype
 from ..landscape.point_workers import resolve_workers
 from ..losses import Loss, LossError, as_loss
@@ -281,7 +282,7 @@ def evaluators_for(session: Session, model: torch.nn.Module, splits=None, bn_mod
             keep = seeded_draw(len(y), int(evaluation.subset), seed, f"subset:{split}")
             x, y = x[keep], y[keep]
         evaluators[split] = Evaluator(model, cast(x), cast(y), evaluation.batch_size, bn_mode or evaluation.bn_mode, bn_x,
-                                      evaluation.first_layer_mb, evaluation.workers, session.loss)
+                                      evaluation.first_layer_mb, evaluation.workers, session.loss, Residency.from_config(evaluation))
     return evaluators
 
 
