@@ -205,3 +205,26 @@ def test_a_barrier_below_its_error_bars_is_reported_as_such():
     assert small["within_error"] and not clear["within_error"]
     assert clear["barrier"] == pytest.approx(0.01)
     assert clear["barrier_se"] == pytest.approx(0.0005 * math.sqrt(1 + 0.25 + 0.25))
+
+
+def test_bad_precision_and_refine_settings_get_one_clear_line_each(tmp_path):
+    from conftest import TINY, compose_config
+    from losslandscape.errors import ConfigError
+    from losslandscape.validation import validate_config
+
+    good = compose_config(tmp_path, [*TINY, "scan.line.precision={relative:0.01,confidence:0.95}",
+                                     "scan.plane.refine={stride:4,budget:0.5}", "scan.plane.x_points=9", "scan.plane.y_points=9"])
+    validate_config(good)
+    bad = compose_config(tmp_path, [*TINY, "scan.line.precision={relative:-1}", "scan.plane.precision={confidence:1.5,z:2}",
+                                    "scan.plane.refine={stride:3}", "scan.plane.x_points=9", "scan.plane.y_points=10"])
+    with pytest.raises(ConfigError) as error:
+        validate_config(bad)
+    problems = error.value.problems
+    assert "scan.line.precision={relative:-1}: relative=-1: expected a number >= 0" in problems
+    assert any(p.startswith("scan.plane.precision=") and "confidence=1.5: expected a number > 0 and < 1" in p for p in problems)
+    assert "scan.plane.refine={stride:3}: stride=3: expected a power of 2 >= 2" in problems
+    good_stride = compose_config(tmp_path, [*TINY, "scan.plane.refine={stride:4}", "scan.plane.x_points=9", "scan.plane.y_points=10"])
+    with pytest.raises(ConfigError) as error:
+        validate_config(good_stride)
+    assert error.value.problems == ["scan.plane.refine.stride=4: must divide x_points - 1 and y_points - 1 (now 9 x 10); "
+                                    "e.g. 21 points with stride 4"]
