@@ -151,11 +151,11 @@ class CountingEvaluator(Evaluator):
         super().__init__(*args, **kwargs)
         self.evaluated, self.crash_after = 0, crash_after
 
-    def _summed(self, *args):
+    def _read_batches(self, *args):  # once per point of a scan
         if self.crash_after is not None and self.evaluated >= self.crash_after:
             raise KeyboardInterrupt("killed")
         self.evaluated += 1
-        return super()._summed(*args)
+        return super()._read_batches(*args)
 
 
 def test_a_killed_scan_resumes_without_recomputing_and_ends_identical(linear_problem, tmp_path, monkeypatch):

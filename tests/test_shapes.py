@@ -212,6 +212,7 @@ def test_result_fields_and_json():
         "center_index": 10,
         "prominence": pytest.approx(0.05),
         "reason": shape.reason,
+        "uncertain": False,  # no error bars given: nothing is known to be within them
     }
 
 

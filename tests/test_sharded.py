@@ -14,7 +14,7 @@ import torch
 from losslandscape.files import read_npz
 from losslandscape.store import save_arrays
 from losslandscape.landscape.evaluator import Evaluator, parameters_of
-from losslandscape.landscape.scans import PlaneScan, ScanResult, next_block, run_scan
+from losslandscape.landscape.scans import VALUES_PER_POINT, PlaneScan, ScanResult, next_block, run_scan
 from losslandscape.landscape.sharded import (
     launch_sharded,
     partial_path,
@@ -114,7 +114,7 @@ def plant_partial_of_rank1(folder: Path) -> slice:
     scan, theta, directions, evaluators = read_problem(folder)
     points = len(scan.coordinates())
     shard = shard_indices(points, 1, WORLD)
-    values = np.full((shard.stop - shard.start, len(evaluators), 2), np.nan)
+    values = np.full((shard.stop - shard.start, len(evaluators), VALUES_PER_POINT), np.nan)
     values[:RESUMED_POINTS] = SENTINEL
     fingerprint = rank_fingerprint(scan_fingerprint(scan, theta, directions, evaluators), 1, WORLD, shard)
     path = partial_path(folder / "resumed.npz", rank=1)

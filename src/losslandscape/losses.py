@@ -39,10 +39,33 @@ class Loss:
         return torch.stack([loss, self.summed_metric(outputs, targets) if self.metric else torch.zeros_like(loss)])
 
     def summed(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.unit_losses(outputs, targets).sum()
 
     def summed_metric(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.unit_metrics(outputs, targets).sum()
+
+    def unit_losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of every unit of a batch, ``(units,)``: what standard errors are taken over."""
         raise NotImplementedError
+
+    def unit_metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sums_and_squares(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``[summed loss, summed metric, summed squared loss, summed squared metric]`` over a batch's units.
+
+        The first two are :meth:`sums`'s numbers, computed the same way (a scan's means keep them
+        bit for bit); the squares give the standard errors (NaN where a loss gives sums only)."""
+        # per-unit values only where the sums are their sums (a subclass may redefine summed alone)
+        if type(self).summed is not Loss.summed or type(self).summed_metric is not Loss.summed_metric:
+            sums = self.sums(outputs, targets)
+            return torch.cat([sums, torch.full_like(sums, float("nan"))])
+        return self._sums_of_units(outputs, targets)
+
+    def _sums_of_units(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        losses = self.unit_losses(outputs, targets)
+        metrics = self.unit_metrics(outputs, targets) if self.metric else torch.zeros_like(losses)
+        return torch.stack([losses.sum(), metrics.sum(), torch.dot(losses, losses), torch.dot(metrics, metrics)])
 
     def units(self, targets: torch.Tensor) -> int:
         """How many units a batch's sums are over: its examples, unless the loss counts otherwise."""
@@ -87,12 +110,26 @@ class CrossEntropy(Loss):
     def summed(self, outputs, targets):
         if self.label_smoothing:
             return F.cross_entropy(outputs, targets, reduction="sum", label_smoothing=self.label_smoothing)
-        # logsumexp minus the true logit: the same number as F.cross_entropy(reduction="sum"), and
+        return self.unit_losses(outputs, targets).sum()
+
+    def unit_losses(self, outputs, targets):
+        if self.label_smoothing:
+            return F.cross_entropy(outputs, targets, reduction="none", label_smoothing=self.label_smoothing)
+        # logsumexp minus the true logit: the same number as F.cross_entropy(reduction="none"), and
         # PyTorch's CPU log_softmax is about twice as slow for the few classes of a classifier
-        return (torch.logsumexp(outputs, dim=1) - outputs.gather(1, targets[:, None]).squeeze(1)).sum()
+        return torch.logsumexp(outputs, dim=1) - outputs.gather(1, targets[:, None]).squeeze(1)
 
     def summed_metric(self, outputs, targets):
         return (outputs.max(dim=1).indices == targets).sum(dtype=outputs.dtype)  # = argmax, a faster CPU kernel
+
+    def unit_metrics(self, outputs, targets):
+        return (outputs.max(dim=1).indices == targets).to(outputs.dtype)
+
+    def sums_and_squares(self, outputs, targets):
+        if self.label_smoothing:  # F.cross_entropy's summed reduction: kept, its squares from the unreduced one
+            sums, losses = self.sums(outputs, targets), self.unit_losses(outputs, targets)
+            return torch.cat([sums, torch.dot(losses, losses)[None], sums[1:]])
+        return self._sums_of_units(outputs, targets)  # its sums: the same numbers as summed and summed_metric
 
     def check(self, outputs, targets, num_classes):
         super().check(outputs, targets, num_classes)
@@ -123,6 +160,12 @@ class TokenCrossEntropy(Loss):
     def summed_metric(self, outputs, targets):
         counted = targets != self.ignore_index
         return ((outputs.max(dim=-1).indices == targets) & counted).sum(dtype=outputs.dtype)
+
+    def sums_and_squares(self, outputs, targets):
+        # the units are counted tokens; F.cross_entropy's summed reduction is kept for the means
+        sums = self.sums(outputs, targets)
+        losses = F.cross_entropy(outputs.flatten(0, -2), targets.flatten(), ignore_index=self.ignore_index, reduction="none")
+        return torch.cat([sums, torch.dot(losses, losses)[None], sums[1:]])  # 0/1 accuracy: its square is itself
 
     def units(self, targets):
         return int((targets != self.ignore_index).sum())
@@ -156,13 +199,13 @@ class MeanSquaredError(Loss):
         self.metric = metric
         self.target_variance = target_variance
 
-    def summed(self, outputs, targets):
-        return (outputs - targets.reshape(outputs.shape)).square().flatten(1).mean(dim=1).sum()
+    def unit_losses(self, outputs, targets):
+        return (outputs - targets.reshape(outputs.shape)).square().flatten(1).mean(dim=1)
 
-    def summed_metric(self, outputs, targets):
+    def unit_metrics(self, outputs, targets):
         # per example 1 - e_i^2 / var, averaged over outputs: its mean over a split is that split's R^2
         error = (outputs - targets.reshape(outputs.shape)).square().flatten(1)
-        return (1.0 - error / self.target_variance.to(error)).mean(dim=1).sum()
+        return (1.0 - error / self.target_variance.to(error)).mean(dim=1)
 
     def for_split(self, targets):
         if self.metric is None:
@@ -186,12 +229,12 @@ class BinaryCrossEntropy(Loss):
     name = "binary cross-entropy loss"
     metric = "accuracy"
 
-    def summed(self, outputs, targets):
+    def unit_losses(self, outputs, targets):
         per_label = F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype), reduction="none")
-        return per_label.flatten(1).mean(dim=1).sum()
+        return per_label.flatten(1).mean(dim=1)
 
-    def summed_metric(self, outputs, targets):
-        return ((outputs > 0) == (targets > 0.5)).to(outputs.dtype).flatten(1).mean(dim=1).sum()
+    def unit_metrics(self, outputs, targets):
+        return ((outputs > 0) == (targets > 0.5)).to(outputs.dtype).flatten(1).mean(dim=1)
 
     def check(self, outputs, targets, num_classes):
         super().check(outputs, targets, num_classes)

@@ -130,6 +130,26 @@ def integer_or_list(low: int = 1) -> Rule:
     return rule
 
 
+def settings_block(keys: dict[str, Rule], example: str) -> Rule:
+    """Null or a mapping of these keys only (``scan.*.precision``, ``scan.plane.refine``), each checked."""
+    def rule(value, cfg):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            return f"expected null or a mapping such as {example}"
+        for key, item in value.items():
+            if key not in keys:
+                return f"no such key {key!r}: expected {', '.join(keys)}"
+            if (problem := keys[key](item, cfg)) is not None:
+                return f"{key}={show(item)}: {problem}"
+        return None
+    return rule
+
+
+def power_of_two() -> Rule:
+    return lambda value, cfg: None if is_int(value) and value >= 2 and not value & (value - 1) else "expected a power of 2 >= 2"
+
+
 def workers() -> Rule:
     return lambda value, cfg: None if value == "auto" or (is_int(value) and value >= 1) else "expected auto or an integer >= 1"
 
@@ -330,6 +350,11 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "orthogonalize": boolean(),
         "start": checkpoint_reference(),
         "end": checkpoint_reference(),
+        "precision": settings_block({"relative": number(low=0), "absolute": number(low=0),
+                                     "confidence": number(above=0, below=1), "min_units": integer(2), "seed": integer()},
+                                    "{relative: 0.01, confidence: 0.95}"),
+        "refine": settings_block({"stride": power_of_two(), "budget": number(above=0, high=1), "levels": integer(1)},
+                                 "{stride: 4, budget: 0.5}"),
     },
     "evaluation": {
         "splits": list_of(one_of(*SPLITS), distinct=True, what="splits (train, test)"),
@@ -471,6 +496,12 @@ def cross_checks(cfg: DictConfig) -> list[str]:
         if eigen.get("method") == "power" and is_int(eigen.get("bottom_k")) and eigen.get("bottom_k") > 0:
             problems.append(f"hessian.eigen.bottom_k={eigen.get('bottom_k')}: method=power finds the largest eigenvalues only; "
                             "set hessian.eigen.bottom_k=0 or hessian.eigen.method=lanczos")
+    for name, scan in (cfg.get("scan") or {}).items():
+        refine = scan.get("refine") if isinstance(scan, DictConfig) else None
+        stride = refine.get("stride", 4) if isinstance(refine, DictConfig) else None
+        if is_int(stride) and stride >= 2 and any(is_int(scan.get(k)) and (scan.get(k) - 1) % stride for k in ("x_points", "y_points")):
+            problems.append(f"scan.{name}.refine.stride={stride}: must divide x_points - 1 and y_points - 1 "
+                            f"(now {scan.get('x_points')} x {scan.get('y_points')}); e.g. 21 points with stride 4")
     splits = (cfg.get("evaluation") or {}).get("splits") or []
     task = cfg.get("task") or {}
     if target.startswith(TASKS) and target.split(".")[2] in ("asymmetric_valley", "shape_statistics", "spawning"):

@@ -24,6 +24,7 @@ from ..losses import Loss, as_loss
 from ..store import content_digest
 
 from .batches import Residency, batch_source
+from .certified import CERTIFIED_COLUMNS, Precision, certified_columns, example_permutation, read_batches
 from .first_layer import FirstLayerShortcut
 from .last_layer import ClassMajorHead
 from .point_workers import PointWorkers, resolve_workers
@@ -152,6 +153,7 @@ class Evaluator:
         self.batch_size = int(batch_size or len(x))
         if self.batch_size < 1:
             raise ValueError(f"evaluation batch_size must be positive, got {batch_size}")
+        self.residency = residency
         self.data = batch_source(x, y, self.batch_size, device, residency)  # resident or streamed, the same batches
         self.criterion = as_loss(loss).for_split(self.y)  # the loss, bound to this split's targets
         self.units = self.criterion.units(self.y)  # what the sums are divided by: examples or counted tokens
@@ -160,6 +162,9 @@ class Evaluator:
         # memory for precomputed first-layer outputs, shared by the workers (each holds its own)
         self.first_layer_budget = float(first_layer_mb) * 2**20 / self.workers
         self.point_workers: PointWorkers | None = None
+        self.certified_workers: PointWorkers | None = None  # the same, for certified_at
+        self.permuted_copies: dict[int, Evaluator] = {}  # by seed: what early-stopped points read
+        self.batch_units: list[int] | None = None  # units per batch, counted on first use
         self.movable: MovableCopy | None = None
         self.shortcut_cache: tuple | None = None
         if self.bn_mode == "train":
@@ -283,9 +288,68 @@ class Evaluator:
             return self.point_workers.evaluate(theta, directions, coordinates, points_per_batch)
         return self._metrics_here(theta, directions, coordinates, points_per_batch)
 
+    def certified_at(self, theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.Tensor,
+                     points_per_batch: int = 1, precision: Precision | None = None) -> torch.Tensor:
+        """``(P, 5)`` :data:`~.certified.CERTIFIED_COLUMNS` at the P points: mean loss and metric (the
+        numbers of :meth:`metrics_at`, bit for bit, when ``precision`` is None), their standard errors
+        over the units read, and how many units were read.
+
+        With a ``precision`` each point reads the examples in the seeded order of
+        :meth:`permuted` and stops once precise enough; it is evaluated on its own (vmap would
+        make a whole batch of points read as far as its least precise one)."""
+        reader = self if precision is None else self.permuted(precision.seed)
+        coordinates = coordinates.to(device=self.x.device, dtype=next(iter(theta.values())).dtype)
+        if len(coordinates) == 0:
+            return coordinates.new_empty(0, len(CERTIFIED_COLUMNS))
+        if reader.workers > 1:
+            if reader.certified_workers is None or not reader.certified_workers.alive:
+                reader.certified_workers = PointWorkers(reader._certified_here, reader.workers)
+            rows = reader.certified_workers.evaluate(theta, directions, coordinates, points_per_batch, precision)
+        else:
+            rows = reader._certified_here(theta, directions, coordinates, points_per_batch, precision)
+        return certified_columns(rows)
+
+    def permuted(self, seed: int) -> "Evaluator":
+        """This evaluator with the split's examples in a fixed order drawn from ``seed`` (made once):
+        batches read in order are then random samples, and every point reads the same ones."""
+        if seed not in self.permuted_copies:
+            order = example_permutation(len(self.y), seed).to(self.x.device)
+            reordered = copy.copy(self)
+            reordered.data = batch_source(self.x[order], self.y[order], self.batch_size, self.device, self.residency)
+            reordered.point_workers = reordered.certified_workers = reordered.movable = reordered.shortcut_cache = None
+            reordered.permuted_copies, reordered.batch_units = {}, None
+            self.permuted_copies[seed] = reordered
+        return self.permuted_copies[seed]
+
+    def _certified_here(self, theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.Tensor,
+                        points_per_batch: int = 1, precision: Precision | None = None) -> torch.Tensor:
+        """:meth:`certified_at` in this process (also what every worker runs on its share)."""
+        def read(forward, shortcut=None, point=None, head=None):
+            return self._read_batches(forward, shortcut, point, head, precision)
+
+        return self._metrics_here(theta, directions, coordinates, points_per_batch if precision is None else 1, read)
+
+    def _read_batches(self, forward, shortcut: FirstLayerShortcut | None, coordinates, head: ClassMajorHead | None,
+                      precision: Precision | None) -> torch.Tensor:
+        """:meth:`_summed` with the summed squares, as :func:`~.certified.read_batches` columns, stopping at ``precision``."""
+        batches = iter(self.data)  # read in order; a point that stops early drops the rest of the pass
+
+        def batch_sums(index: int) -> torch.Tensor:
+            xb, yb = next(batches)
+            if shortcut is not None:
+                shortcut.set_output(index, coordinates)
+            output = forward(xb)
+            return head.sums_and_squares(output, yb) if head is not None else self.criterion.sums_and_squares(output, yb)
+
+        if self.batch_units is None:  # (a token loss counts its units with a device sync: once)
+            self.batch_units = [self.criterion.units(yb) for yb in self.y.split(self.batch_size)]
+        return read_batches(batch_sums, range(len(self.batch_units)), self.batch_units, precision)
+
     def _metrics_here(self, theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.Tensor,
-                      points_per_batch: int = 1) -> torch.Tensor:
-        """:meth:`metrics_at` in this process (also what every worker runs on its share)."""
+                      points_per_batch: int = 1, summed=None) -> torch.Tensor:
+        """:meth:`metrics_at` in this process (also what every worker runs on its share); ``summed``
+        replaces :meth:`_summed` (the certified columns)."""
+        summed = summed or self._summed
         points = FlatPoints(theta, directions)
         if points_per_batch <= 1 and self.bn_mode != "recompute" and not self.tie_weights:
             # one point at a time: move a private copy of the model (the fast path of every default scan)
@@ -295,11 +359,11 @@ class Evaluator:
                 # a model that is one Linear inside a container: the first-layer stand-in already gives the logits
                 head = None if shortcut and movable.head and movable.head.name == shortcut.name else movable.head
                 with shortcut.installed() if shortcut else contextlib.nullcontext(), head.installed() if head else contextlib.nullcontext():
-                    return torch.stack([self._summed(movable.move_to(points, c), shortcut, c, head) for c in coordinates])
+                    return torch.stack([summed(movable.move_to(points, c), shortcut, c, head) for c in coordinates])
         shortcut = self._shortcut(self.model, theta, directions)
 
         def at(c: torch.Tensor) -> torch.Tensor:
-            return self._summed(self._functional(points(c), shortcut), shortcut, c)
+            return summed(self._functional(points(c), shortcut), shortcut, c)
 
         with shortcut.installed() if shortcut else contextlib.nullcontext():
             if points_per_batch <= 1 or self.bn_mode == "recompute":  # re-estimation updates buffers in place: no vmap

@@ -63,9 +63,23 @@ class ClassMajorHead:
 
     def summed_metrics(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``[summed cross-entropy, correct count]`` of the examples whose features are given."""
-        weight, bias = self.layer.weight, self.layer.bias
-        logits = torch.mm(weight, features.T) if bias is None else torch.addmm(bias[:, None], weight, features.T)
+        logits = self._logits(features)
         true_logits = logits.gather(0, labels[None, :]).sum()
+        return torch.stack([torch.logsumexp(logits, dim=0).sum() - true_logits, self._correct(logits, labels)])
+
+    def sums_and_squares(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """:meth:`summed_metrics` (the same numbers) and the summed squares of the per-example loss and
+        correctness (:meth:`losslandscape.losses.Loss.sums_and_squares`)."""
+        logits = self._logits(features)
+        true_logits, log_normalizers = logits.gather(0, labels[None, :]), torch.logsumexp(logits, dim=0)
+        losses, correct = log_normalizers - true_logits[0], self._correct(logits, labels)
+        return torch.stack([log_normalizers.sum() - true_logits.sum(), correct, torch.dot(losses, losses), correct])
+
+    def _logits(self, features: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.layer.weight, self.layer.bias
+        return torch.mm(weight, features.T) if bias is None else torch.addmm(bias[:, None], weight, features.T)
+
+    @staticmethod
+    def _correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # max(...).indices is argmax (the first maximum); argmax(dim=0) itself is a slow CPU kernel (14x here)
-        correct = (logits.max(dim=0).indices == labels).sum(dtype=logits.dtype)
-        return torch.stack([torch.logsumexp(logits, dim=0).sum() - true_logits, correct])
+        return (logits.max(dim=0).indices == labels).sum(dtype=logits.dtype)

@@ -36,7 +36,7 @@ import torch
 from ..errors import ConfigError
 
 ParamDict = dict[str, torch.Tensor]
-Evaluate = Callable[[ParamDict, Sequence[ParamDict], torch.Tensor, int], torch.Tensor]
+Evaluate = Callable[..., torch.Tensor]  # (theta, directions, coordinates, points_per_batch, *options)
 
 # "auto" never starts more than this many: each worker holds a copy of the activations of one batch
 MAX_AUTO_WORKERS = 8
@@ -86,8 +86,8 @@ def _load_state(data: bytes) -> tuple[ParamDict, list[ParamDict]]:
 
 
 class PointWorkers:
-    """``count`` forked processes that each run ``evaluate(theta, directions, coordinates, points_per_batch)``
-    on the chunks of points they are handed."""
+    """``count`` forked processes that each run ``evaluate(theta, directions, coordinates, points_per_batch,
+    *options)`` on the chunks of points they are handed (``options``: picklable settings, e.g. a precision)."""
 
     def __init__(self, evaluate: Evaluate, count: int):
         context = multiprocessing.get_context("fork")
@@ -107,7 +107,7 @@ class PointWorkers:
         self._stop = weakref.finalize(self, _stop, self.connections, self.processes)
 
     def evaluate(self, theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.Tensor,
-                 points_per_batch: int = 1) -> torch.Tensor:
+                 points_per_batch: int = 1, *options) -> torch.Tensor:
         """``evaluate`` at every row of ``coordinates``, in order; chunks of rows go to whichever worker is free."""
         current = (theta, list(directions))
         state: bytes | None = None  # serialized once, for the workers that do not hold it yet
@@ -123,7 +123,7 @@ class PointWorkers:
             send_state = not _same_objects(self.held[worker], current)
             if send_state and state is None:
                 state = _state_bytes(theta, directions)
-            request = (chunks[index].cpu().numpy(), points_per_batch, state if send_state else None)
+            request = (chunks[index].cpu().numpy(), points_per_batch, state if send_state else None, options)
             self._send(worker, pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
             self.held[worker] = current
             busy[self.connections[worker]] = (worker, index)
@@ -199,10 +199,10 @@ def _serve(connection, evaluate: Evaluate, siblings=(), parent: int | None = Non
         if not message:
             return
         try:
-            coordinates, points_per_batch, state = pickle.loads(message)
+            coordinates, points_per_batch, state, options = pickle.loads(message)
             if state is not None:
                 theta, directions = _load_state(state)
-            values = evaluate(theta, directions, torch.from_numpy(coordinates), points_per_batch)
+            values = evaluate(theta, directions, torch.from_numpy(coordinates), points_per_batch, *options)
             reply = ("values", values.cpu().numpy())
         except Exception:  # noqa: BLE001 - sent to the parent, which raises it
             reply = ("error", traceback.format_exc())

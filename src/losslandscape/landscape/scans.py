@@ -16,10 +16,12 @@ import torch
 
 from ..store import content_digest, load_arrays, read_arrays, result_key, save_arrays
 from ..progress import progress_bar
+from .certified import CERTIFIED_COLUMNS, Precision
 from .evaluator import Evaluator, ParamDict
+from .refine import Refine, interpolate, refine_plane
 
-# numbers per point and split: the loss and the loss's metric (a loss without a metric leaves it NaN)
-VALUES_PER_POINT = 2
+# numbers per point and split: the loss and the loss's metric, their standard errors, the units read
+VALUES_PER_POINT = len(CERTIFIED_COLUMNS)
 
 
 def metric_names(evaluators: dict[str, Evaluator]) -> tuple[str, ...]:
@@ -41,14 +43,26 @@ def _check_span(span: Sequence[float], points: int, what: str) -> tuple[float, f
     return span
 
 
+def settings_record(scan: Any) -> dict[str, Any]:
+    """What a scan's ``describe`` adds for ``precision`` and ``refine`` (nothing when unset, so an
+    exact scan keeps the fingerprint it had before these settings existed)."""
+    record = {}
+    for key in ("precision", "refine"):
+        if getattr(scan, key, None) is not None:
+            record[key] = getattr(scan, key).describe()
+    return record
+
+
 class LineScan:
     """1D curve ``L(theta + lambda d)`` for ``lambda`` in ``span``, ``points`` evenly spaced."""
 
     kind = "line"
     num_directions = 1
 
-    def __init__(self, name: str = "line", span: Sequence[float] = (-1.0, 1.0), points: int = 51, curves: int = 1):
+    def __init__(self, name: str = "line", span: Sequence[float] = (-1.0, 1.0), points: int = 51, curves: int = 1,
+                 precision: Any = None):
         self.name = name
+        self.precision = Precision.from_config(precision)  # None: the exact full pass
         self.span = _check_span(span, points, f"line scan {name!r}")
         self.points = int(points)
         self.curves = int(curves)  # directions scanned one by one, drawn on one figure
@@ -66,7 +80,7 @@ class LineScan:
         return torch.from_numpy(self.axes()["lambda"])[:, None]
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "span": list(self.span), "points": self.points}
+        return {"kind": self.kind, "name": self.name, "span": list(self.span), "points": self.points, **settings_record(self)}
 
 
 class PlaneScan:
@@ -87,8 +101,15 @@ class PlaneScan:
         x_points: int = 21,
         y_points: int = 21,
         orthogonalize: bool = True,
+        precision: Any = None,
+        refine: Any = None,
     ):
         self.name = name
+        self.precision = Precision.from_config(precision)
+        self.refine = Refine.from_config(refine)
+        if self.refine and ((int(x_points) - 1) % self.refine.stride or (int(y_points) - 1) % self.refine.stride):
+            raise ValueError(f"plane scan {name!r}: refine.stride={self.refine.stride} must divide x_points - 1 and "
+                             f"y_points - 1 (got {x_points} x {y_points}); e.g. 21 points with stride 4")
         self.x_span = _check_span(x_span, x_points, f"plane scan {name!r} x")
         self.y_span = _check_span(y_span, y_points, f"plane scan {name!r} y")
         self.x_points, self.y_points = int(x_points), int(y_points)
@@ -115,6 +136,7 @@ class PlaneScan:
             "x_points": self.x_points,
             "y_points": self.y_points,
             "orthogonalize": self.orthogonalize,
+            **settings_record(self),
         }
 
 
@@ -128,8 +150,8 @@ class InterpolationScan(LineScan):
     kind = "interpolation"
 
     def __init__(self, name: str = "interpolation", start: str = "final", end: str = "seed:1",
-                 span: Sequence[float] = (-0.25, 1.25), points: int = 31):
-        super().__init__(name, span, points, curves=1)
+                 span: Sequence[float] = (-0.25, 1.25), points: int = 31, precision: Any = None):
+        super().__init__(name, span, points, curves=1, precision=precision)
         self.start, self.end = str(start), str(end)
         if self.start == self.end:
             raise ValueError(f"interpolation scan {name!r} needs two different checkpoints, got start=end={start!r}")
@@ -148,8 +170,10 @@ class RingScan:
     num_directions = 2
     orthogonalize = True
 
-    def __init__(self, name: str = "ring", radii: Sequence[float] = (0.5, 1.0), angles: int = 72, orthogonalize: bool = True):
+    def __init__(self, name: str = "ring", radii: Sequence[float] = (0.5, 1.0), angles: int = 72, orthogonalize: bool = True,
+                 precision: Any = None):
         self.name = name
+        self.precision = Precision.from_config(precision)
         self.radii = [float(r) for r in radii]
         if not self.radii or min(self.radii) <= 0:
             raise ValueError(f"ring scan {name!r} needs positive radii, got {self.radii}")
@@ -170,23 +194,37 @@ class RingScan:
         return torch.from_numpy(np.stack([(radius * np.cos(phi)).ravel(), (radius * np.sin(phi)).ravel()], axis=1))
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "radii": self.radii, "angles": self.angles, "orthogonalize": self.orthogonalize}
+        return {"kind": self.kind, "name": self.name, "radii": self.radii, "angles": self.angles,
+                "orthogonalize": self.orthogonalize, **settings_record(self)}
+
+
+# how a result file names its arrays besides the value grids (``train_loss``): prefix -> ScanResult field
+ARRAY_PREFIXES = {"axis_": "axes", "se_": "errors", "examples_": "examples", "evaluated_": "evaluated"}
 
 
 @dataclass
 class ScanResult:
-    """A finished scan: its axes, one grid per ``{split}_{metric}``, and where it came from."""
+    """A finished scan: its axes, one grid per ``{split}_{metric}``, and where it came from.
+
+    ``errors`` has the standard error of every value grid (same keys; NaN where the loss gives
+    sums only), ``examples`` the units each point read per split (all of them, unless early
+    stopped), ``evaluated`` (refined planes only, key ``grid``) which grid points were evaluated
+    rather than interpolated."""
 
     kind: str
     name: str
     axes: dict[str, np.ndarray]
     values: dict[str, np.ndarray]
     provenance: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, np.ndarray] = field(default_factory=dict)
+    examples: dict[str, np.ndarray] = field(default_factory=dict)
+    evaluated: dict[str, np.ndarray] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
         """Into the result store, under the key it was computed with (``provenance["fingerprint"]``)."""
-        arrays = {**{f"axis_{k}": v for k, v in self.axes.items()}, **self.values}
-        save_arrays(path, arrays, {**self.provenance, "kind": self.kind, "name": self.name}, self.provenance.get("fingerprint"))
+        arrays = {f"{prefix}{k}": v for prefix, name in ARRAY_PREFIXES.items() for k, v in getattr(self, name).items()}
+        save_arrays(path, {**arrays, **self.values}, {**self.provenance, "kind": self.kind, "name": self.name},
+                    self.provenance.get("fingerprint"))
 
     @classmethod
     def load(cls, path: str | Path) -> "ScanResult":
@@ -196,9 +234,12 @@ class ScanResult:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], provenance: dict[str, Any]) -> "ScanResult":
-        axes = {k[len("axis_") :]: v for k, v in arrays.items() if k.startswith("axis_")}
-        values = {k: v for k, v in arrays.items() if not k.startswith("axis_")}
-        return cls(provenance["kind"], provenance["name"], axes, values, provenance)
+        fields: dict[str, dict[str, np.ndarray]] = {name: {} for name in ARRAY_PREFIXES.values()}
+        values = {}
+        for key, array in arrays.items():
+            prefix = next((p for p in ARRAY_PREFIXES if key.startswith(p)), None)
+            (fields[ARRAY_PREFIXES[prefix]] if prefix else values)[key[len(prefix or ""):]] = array
+        return cls(provenance["kind"], provenance["name"], fields.pop("axes"), values, provenance, **fields)
 
     def plot(self, stem: str | Path, split: str | None = None, log_scale: bool = False) -> list[Path]:
         """The CLI's figures of this result (curve; contour and 3D surface; rings) at ``stem``.png/.pdf."""
@@ -244,8 +285,9 @@ def evaluate_in_blocks(
     points_per_batch: int,
     bar: Any,
     save_every_s: float = SAVE_EVERY_S,
+    precision: Precision | None = None,
 ) -> np.ndarray:
-    """``(points, splits, metrics)`` values at ``coordinates``, resumed from and saved to ``partial``.
+    """``(points, splits, CERTIFIED_COLUMNS)`` values at ``coordinates``, resumed from and saved to ``partial``.
 
     The first block is one vmap batch, which measures the pace; each later block is sized to take
     about ``save_every_s``. The partial file is rewritten after a block when ``save_every_s`` have
@@ -261,7 +303,7 @@ def evaluate_in_blocks(
             chunk = coordinates[done : done + block]
             for s, split in enumerate(splits):
                 values[done : done + len(chunk), s] = (
-                    evaluators[split].metrics_at(theta, directions, chunk, points_per_batch).double().cpu().numpy()
+                    evaluators[split].certified_at(theta, directions, chunk, points_per_batch, precision).double().cpu().numpy()
                 )
             done += len(chunk)
             bar.update(len(chunk))
@@ -323,22 +365,28 @@ def run_scan(
     if (done := load_arrays(path, fingerprint)) is not None:
         return ScanResult.from_arrays(*done)
     coordinates = scan.coordinates()
+    precision, refine = getattr(scan, "precision", None), getattr(scan, "refine", None)
     bar = progress_bar(total=len(coordinates), desc=f"scan {scan.name}", disable=not progress, leave=False)
-    values = evaluate_in_blocks(coordinates, theta, directions, evaluators, partial, fingerprint,
-                                points_per_batch, bar, save_every_s)
+    evaluated = {}
+    if refine is None:
+        values = evaluate_in_blocks(coordinates, theta, directions, evaluators, partial, fingerprint,
+                                    points_per_batch, bar, save_every_s, precision)
+    else:
+        values, evaluated["grid"] = refined_values(scan, theta, directions, evaluators, partial, fingerprint,
+                                                   points_per_batch, bar, precision)
     bar.close()
-    grids = {
-        f"{split}_{metric}": values[:, s, m].reshape(scan.grid_shape)
-        for s, split in enumerate(splits)
-        for m, metric in enumerate(metric_names(evaluators))
-    }
+    names = metric_names(evaluators)
+    grid = {f"{split}_{metric}": (s, m) for s, split in enumerate(splits) for m, metric in enumerate(names)}
     result = ScanResult(
         scan.kind,
         scan.name,
         scan.axes(),
-        grids,
+        {key: values[:, s, m].reshape(scan.grid_shape) for key, (s, m) in grid.items()},
         {**(provenance or {}), "scan": scan.describe(), "fingerprint": fingerprint, "splits": splits,
          "loss": loss_record(evaluators)},
+        errors={key: values[:, s, 2 + m].reshape(scan.grid_shape) for key, (s, m) in grid.items()},
+        examples={split: values[:, s, 4].reshape(scan.grid_shape) for s, split in enumerate(splits)},
+        evaluated=evaluated,
     )
     result.save(path)
     partial.unlink(missing_ok=True)
@@ -350,3 +398,42 @@ def _resume(partial: Path, fingerprint: str, shape: tuple[int, ...]) -> tuple[np
     if found is not None and found[0]["values"].shape == shape:
         return found[0]["values"], int(found[0]["done"])
     return np.full(shape, np.nan), 0
+
+
+def refined_values(scan: PlaneScan, theta: ParamDict, directions: Sequence[ParamDict], evaluators: dict[str, Evaluator],
+                   partial: Path, fingerprint: str, points_per_batch: int, bar: Any,
+                   precision: Precision | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(points, splits, CERTIFIED_COLUMNS)`` values of a refined plane and its ``(y, x)`` mask of
+    evaluated points (:mod:`.refine`; the first split's loss decides where to refine). The points
+    evaluated so far are saved after every round, so a killed scan resumes without re-evaluating
+    them (the refinement is deterministic given the values, and retraces its steps)."""
+    shape, splits = scan.grid_shape, list(evaluators)
+    coordinates = scan.coordinates().reshape(*shape, 2)
+    width = len(splits) * VALUES_PER_POINT
+    stored, have = _resume_refined(partial, fingerprint, (*shape, width))
+
+    def evaluate(indices: np.ndarray) -> np.ndarray:
+        missing = indices[~have[indices[:, 0], indices[:, 1]]]
+        if len(missing):
+            chunk = coordinates[missing[:, 0], missing[:, 1]]
+            with torch.inference_mode():
+                rows = [evaluators[split].certified_at(theta, directions, chunk, points_per_batch, precision)
+                        .double().cpu().numpy() for split in splits]
+            stored[missing[:, 0], missing[:, 1]] = np.concatenate(rows, axis=1)
+            have[missing[:, 0], missing[:, 1]] = True
+            save_arrays(partial, {"values": stored, "have": have}, {}, fingerprint)
+            bar.update(len(missing))
+        return stored[indices[:, 0], indices[:, 1]]
+
+    rows, known, cells = refine_plane(shape, evaluate, scan.refine)
+    filled = interpolate(rows, known, cells).reshape(-1, len(splits), VALUES_PER_POINT)
+    filled[~known.reshape(-1), :, 4] = 0.0  # an interpolated point read no examples
+    return filled, known
+
+
+def _resume_refined(partial: Path, fingerprint: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    found = load_arrays(partial, fingerprint)
+    if found is not None and found[0]["values"].shape == shape and "have" in found[0]:
+        return found[0]["values"], found[0]["have"].astype(bool)
+    return np.full(shape, np.nan), np.zeros(shape[:2], dtype=bool)
+

@@ -57,6 +57,8 @@ class CurveShape:
     prominence: float
     reason: str
 
+    uncertain: bool = False  # a prominence decision lies within the error bars (:func:`shape_within_error`)
+
     def to_dict(self) -> dict:
         """Plain JSON-serializable values."""
         return asdict(self)
@@ -182,3 +184,44 @@ def center_is_local_maximum(grid: np.ndarray) -> bool:
     center = neighbours[1, 1]
     neighbours[1, 1] = -np.inf
     return bool(np.all(center > neighbours))
+
+
+def shape_within_error(lambdas: np.ndarray, losses: np.ndarray, errors: np.ndarray, prominence: float = 0.05,
+                       flat_tolerance: float = 1e-6, z: float = 1.96) -> CurveShape:
+    """:func:`classify_curve`, marked ``uncertain`` when its label rests on a decision the error bars
+    cannot make: an extremum whose prominence is within ``z`` standard errors of the threshold (it
+    could be a basin or not), or a label that changes when the curve moves by ``z`` errors towards
+    a flat curve. A prominence is the difference of two values: its error is ``sqrt(2)`` times
+    theirs (the largest error on the curve, a conservative bound)."""
+    shape = classify_curve(lambdas, losses, prominence, flat_tolerance)
+    y, se = np.asarray(losses, dtype=np.float64), np.asarray(errors, dtype=np.float64)
+    finite = np.isfinite(y) & np.isfinite(se)
+    if finite.sum() < 3:
+        return shape
+    margin = z * np.sqrt(2.0) * float(se[finite].max())
+    candidates = _all_prominences(np.where(np.isfinite(y), y, np.nanmax(y[np.isfinite(y)])))
+    close = [p for p in candidates if abs(p - shape.prominence) <= margin]
+    shrunk = classify_curve(lambdas, _towards_mean(y, se, z), prominence, flat_tolerance)
+    if close or shrunk.label != shape.label:
+        shape.uncertain = True
+        why = f"{len(close)} extrema within {margin:.3g} of the prominence threshold" if close else \
+            f"the curve moved {z:g} errors towards its mean is {shrunk.label}"
+        shape.reason += f" (within the error bars: {why})"
+    return shape
+
+
+def _all_prominences(y: np.ndarray) -> list[float]:
+    """Prominence of every local minimum (endpoints included, as in :func:`classify_curve`) and maximum."""
+    wall = y.max() + 1.0
+    padded = np.concatenate([[wall], y, [wall]])
+    _, low = find_peaks(-padded, prominence=0)
+    _, high = find_peaks(y, prominence=0)
+    return [*low["prominences"], *high["prominences"]]
+
+
+def _towards_mean(y: np.ndarray, se: np.ndarray, z: float) -> np.ndarray:
+    """Every value moved by ``z`` of its errors towards the curve's mean (at most onto it): the flattest curve the errors allow."""
+    mean = float(np.nanmean(y[np.isfinite(y)]))
+    step = np.minimum(np.abs(y - mean), z * np.nan_to_num(se))
+    return y - np.sign(y - mean) * step
+

@@ -95,6 +95,9 @@ def run_sharded_scan(
         return run_scan(scan, theta, directions, evaluators, path, provenance, points_per_batch, progress, save_every_s)
     if len(directions) != scan.num_directions:
         raise ValueError(f"{scan.kind} scan needs {scan.num_directions} direction(s), got {len(directions)}")
+    if getattr(scan, "refine", None) is not None:  # its points are chosen round by round, from the values so far
+        raise ValueError(f"scan {scan.name!r}: a refined plane is not sharded; run it in one process "
+                         f"(world size 1) or without scan.{scan.name}.refine")
     rank, world_size = dist.get_rank(), dist.get_world_size()
     fingerprint = scan_fingerprint(scan, theta, directions, evaluators)
     _check_same_inputs(fingerprint)
@@ -107,7 +110,8 @@ def run_sharded_scan(
     partial = partial_path(path, rank)
     bar = progress_bar(total=shard.stop - shard.start, desc=f"scan {scan.name} (rank 0 of {world_size})", disable=not progress or rank != 0, leave=False)
     mine = evaluate_in_blocks(coordinates[shard], theta, directions, evaluators, partial,
-                              rank_fingerprint(fingerprint, rank, world_size, shard), points_per_batch, bar, save_every_s)
+                              rank_fingerprint(fingerprint, rank, world_size, shard), points_per_batch, bar, save_every_s,
+                              getattr(scan, "precision", None))
     bar.close()
     values = _gather_shares(mine, len(coordinates), unit)
     result = _save_on_rank0(values, scan, theta, directions, evaluators, path, provenance, fingerprint)
@@ -189,11 +193,13 @@ class _AlreadyEvaluated:
     def metric_names(self) -> tuple[str, ...]:
         return self.evaluator.metric_names
 
-    def metrics_at(self, *args, **kwargs):
+    def certified_at(self, *args, **kwargs):
         raise RuntimeError(
             "run_scan ignored the gathered values of the sharded scan: scans.run_scan's fingerprint "
             "no longer matches sharded.scan_fingerprint; keep the two in step"
         )
+
+    metrics_at = certified_at
 
 
 def free_loopback_port() -> int:

@@ -9,6 +9,8 @@ a ridge separates them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -59,6 +61,21 @@ def barrier(ts: np.ndarray, values: np.ndarray) -> dict[str, float]:
         "end": float(values[end]),
         "max": float(np.max(values[inside])),
     }
+
+
+def barrier_within_error(ts: np.ndarray, values: np.ndarray, errors: np.ndarray, z: float = 1.96) -> dict[str, Any]:
+    """:func:`barrier` with its standard error and whether it is distinguishable from none.
+
+    The excess at the barrier's ``t`` combines three values, ``L(t) - (1-t) L(0) - t L(1)``; their
+    errors are combined as if independent (conservative under common random numbers). The
+    decision "there is a barrier" is within the error bars when the barrier is below ``z`` of them."""
+    found = barrier(ts, values)
+    ts, errors = np.asarray(ts, dtype=float), np.asarray(errors, dtype=float)
+    start, end = check_end_points(ts)
+    t = found["t"]
+    at = int(np.argmin(np.abs(ts - t)))
+    se = float(np.sqrt(errors[at] ** 2 + ((1 - t) * errors[start]) ** 2 + (t * errors[end]) ** 2))
+    return {**found, "barrier_se": se, "within_error": bool(np.isfinite(se) and found["barrier"] <= z * se)}
 
 
 def barriers(ts: np.ndarray, curves: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:

@@ -26,10 +26,22 @@ def metric_name(result) -> str | None:
     return getattr(result, "provenance", {}).get("loss", {}).get("metric", "accuracy")
 
 
+def error_band(axis, x: np.ndarray, result, key: str, scale: float = 1.0, z: float = 1.96, **style) -> None:
+    """The ``z`` standard-error band of ``result.values[key]`` (95 % by default), where the file has errors."""
+    errors = getattr(result, "errors", {}).get(key)
+    if errors is None or not np.isfinite(errors).any():
+        return
+    values = _finite(result.values[key])
+    axis.fill_between(x, scale * (values - z * errors), scale * (values + z * errors), alpha=0.25, linewidth=0,
+                      color=style.get("color"))
+
+
 def plot_curves(
-    results: Sequence, stem: str | Path, log_scale: bool = False, title: str | None = None, xlabel: str = r"$\lambda$"
+    results: Sequence, stem: str | Path, log_scale: bool = False, title: str | None = None, xlabel: str = r"$\lambda$",
+    error_bands: bool = True,
 ) -> list[Path]:
-    """Loss and its metric (accuracy, R^2, ...) against lambda; one colour per split, one line style per curve."""
+    """Loss and its metric (accuracy, R^2, ...) against lambda; one colour per split, one line style per curve;
+    with ``error_bands``, the 95 % interval of every value as a shaded band (where the files have errors)."""
     styles = ["-", "--", ":", "-."]
     metric = metric_name(results[0])
     with plt.rc_context(STYLE):
@@ -42,8 +54,12 @@ def plot_curves(
                 label = f"{split}" if len(results) == 1 else f"{result.name} ({split})"
                 style = dict(color=SPLIT_COLORS.get(split), linestyle=styles[index % len(styles)], label=label)
                 loss_axis.plot(lam, _finite(result.values[f"{split}_loss"]), **style)
+                if error_bands:
+                    error_band(loss_axis, lam, result, f"{split}_loss", **style)
                 if metric_axis is not None:
                     metric_axis.plot(lam, scale * _finite(result.values[f"{split}_{metric}"]), **style)
+                    if error_bands:
+                        error_band(metric_axis, lam, result, f"{split}_{metric}", scale, **style)
         loss_axis.set(xlabel=xlabel, ylabel=loss_name(results[0]))
         if metric_axis is not None:
             metric_axis.set(xlabel=xlabel, ylabel="accuracy (%)" if metric == "accuracy" else metric.replace("r2", "$R^2$"))

@@ -17,7 +17,7 @@ from ..landscape.evaluator import ParamDict
 from ..files import as_json
 from ..landscape.scans import ScanResult
 from ..landscape.sharded import run_sharded_scan
-from ..landscape.shapes import classify_curve
+from ..landscape.shapes import shape_within_error
 from ..plots.exports import share_surface
 from ..plots.landscape import plot_contour, plot_curves, plot_ring, plot_surface
 from .common import Session, evaluators_for, run_task, measured_at, summary_head
@@ -101,10 +101,12 @@ def evaluators_for_loss(evaluators):
 
 
 def label_curve(result: ScanResult, shapes_cfg: DictConfig, path: Path | None) -> dict[str, Any]:
-    """Shape label of every loss curve of a 1D scan, stored back into the scan's file."""
+    """Shape label of every loss curve of a 1D scan, stored back into the scan's file; ``uncertain``
+    where the label rests on a decision within the curve's error bars."""
     labels = {}
     for key in [k for k in result.values if k.endswith("_loss")]:
-        shape = classify_curve(result.axes["lambda"], result.values[key], float(shapes_cfg.prominence), float(shapes_cfg.flat_tolerance))
+        shape = shape_within_error(result.axes["lambda"], result.values[key], result.errors.get(key, np.full_like(result.values[key], np.nan)),
+                                   float(shapes_cfg.prominence), float(shapes_cfg.flat_tolerance))
         labels[key.removesuffix("_loss")] = shape.to_dict()
     if path is not None and result.provenance.get("shape") != as_json(labels):  # a file read back already has them
         result.provenance["shape"] = labels

@@ -223,8 +223,12 @@ def _scan_rows(result: Any) -> tuple[list[str], list[list[float]]]:
     grids = np.meshgrid(*[result.axes[a] for a in reversed(axis_names)], indexing="ij")
     coords = [g.ravel() for g in reversed(grids)]
     keys = list(result.values)
-    columns = axis_names + keys
-    data = np.stack(coords + [result.values[k].ravel() for k in keys], axis=1)
+    # every value's standard error and the examples each point read, as the file keeps them
+    extras = {**{f"{k}_se": v for k, v in getattr(result, "errors", {}).items()},
+              **{f"{k}_examples": v for k, v in getattr(result, "examples", {}).items()},
+              **{f"evaluated_{k}": v for k, v in getattr(result, "evaluated", {}).items()}}
+    columns = axis_names + keys + list(extras)
+    data = np.stack(coords + [result.values[k].ravel() for k in keys] + [np.asarray(v, dtype=float).ravel() for v in extras.values()], axis=1)
     return columns, data.tolist()
 
 
