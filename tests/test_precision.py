@@ -228,3 +228,20 @@ def test_bad_precision_and_refine_settings_get_one_clear_line_each(tmp_path):
         validate_config(good_stride)
     assert error.value.problems == ["scan.plane.refine.stride=4: must divide x_points - 1 and y_points - 1 (now 9 x 10); "
                                     "e.g. 21 points with stride 4"]
+
+
+def test_the_python_api_streams_and_stops_points_early_like_the_cli():
+    """``ll.scan(resident=False)`` gives the resident numbers bit for bit; ``precision`` reads fewer
+    examples and stays within its interval of the exact value."""
+    import losslandscape as ll
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    x, y = torch.randn(3000, 4), torch.randint(0, 3, (3000,))
+    exact = ll.scan(model, (x, y), grid=7, batch_size=256)
+    streamed = ll.scan(model, (x, y), grid=7, batch_size=256, resident=False)
+    np.testing.assert_array_equal(streamed.values["train_loss"], exact.values["train_loss"])
+    early = ll.scan(model, (x, y), grid=7, batch_size=256, precision={"relative": 0.05})
+    assert (early.examples["train"] < 3000).all()
+    half_width = 1.96 * early.errors["train_loss"]
+    assert (np.abs(early.values["train_loss"] - exact.values["train_loss"]) < 3 * half_width).all()

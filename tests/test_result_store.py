@@ -24,8 +24,8 @@ from losslandscape.landscape.evaluator import Evaluator, parameters_of
 from losslandscape.landscape.scans import LineScan, ScanResult, run_scan, scan_fingerprint
 from losslandscape.losses import CrossEntropy
 from losslandscape.models.cnn import SmallCNN
-from losslandscape.store import (CorruptResult, load_arrays, load_record, load_tensors, save_arrays, save_record,
-                                 save_tensors)
+from losslandscape.store import (CorruptResult, load_arrays, load_record, load_tensors, read_arrays, read_record,
+                                 read_tensors, save_arrays, save_record, save_tensors)
 from losslandscape.tasks.hessian import run_hessian
 from losslandscape.tasks.landscape import run_landscape
 from losslandscape.tasks.train import run_train
@@ -253,6 +253,17 @@ def arrays_of(folder: Path) -> dict[str, dict[str, np.ndarray]]:
             for p in sorted(folder.rglob("*.npz")) if ".partial." not in p.name}
 
 
+def is_finished_unit(path: Path) -> bool:
+    """A finished result of the store (not a partial file or snapshot, which a rerun carries on)."""
+    if not path.is_file() or any(tag in path.name for tag in (".partial.", "-state.")):
+        return False
+    read = {".npz": read_arrays, ".json": read_record, ".pt": read_tensors}.get(path.suffix)
+    try:
+        return read is not None and read(path)[-1] is not None
+    except CorruptResult:
+        return False
+
+
 KILLED = {
     # task: (settings, the files whose appearance says real work has started)
     "landscape": (["scan=plane", "scan.plane.x_points=21", "scan.plane.y_points=21", "evaluation.workers=2"], "surfaces"),
@@ -261,6 +272,9 @@ KILLED = {
     "hessian": (["task=hessian", "hessian.eigen.top_k=2", "hessian.eigen.bottom_k=1", "hessian.trace.hutchinson_samples=20",
                  "hessian.trace.hutchpp_products=30", "hessian.density.runs=2", "hessian.density.steps=20",
                  "hessian.curvature.directions=3"], "hessian"),
+    "taxonomy": (["task=taxonomy", "task.models=3", "task.curve.steps=300", "task.curve.save_every=50", "task.curve.points=11",
+                  "hessian.trace.hutchpp_products=0", "hessian.trace.hutchinson_samples=10", "hessian.eigen.max_steps=30"], "taxonomy"),
+    "ntk": (["task=ntk", "train.epochs=4", "task.examples=40", "task.kernel=trace"], "ntk"),
 }
 
 
@@ -270,7 +284,8 @@ def test_a_job_killed_with_sigkill_continues_when_the_same_command_is_rerun(tmp_
     no output directory given) continues in the killed run's directory, recomputes none of its finished
     files, leaves no worker behind, and ends with the numbers of an uninterrupted run."""
     settings, marker = KILLED[task]
-    common = [sys.executable, str(REPO / "run.py"), "logger=none", "progress=false", "train.epochs=2", "model=mlp",
+    epochs = [] if any(o.startswith("train.epochs=") for o in settings) else ["train.epochs=2"]
+    common = [sys.executable, str(REPO / "run.py"), "logger=none", "progress=false", *epochs, "model=mlp",
               f"cache_dir={tmp_path / 'cache'}", "seed=3", *settings]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     clean = tmp_path / "clean"
@@ -292,9 +307,8 @@ def test_a_job_killed_with_sigkill_continues_when_the_same_command_is_rerun(tmp_
         time.sleep(0.05)
     assert not [w for w in workers if alive(w)], "point workers outlived their killed parent"
     (run,) = [p.parent for p in (user / "outputs").glob("*/*/job.json")]
-    finished = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.suffix in (".npz", ".json", ".pt")
-                and ".partial." not in p.name and p.name not in ("job.json",) and "directions" not in p.parts}
-    assert finished or list(run.rglob("*.partial.npz")), "killed before any resumable work was saved"
+    finished = {p: p.stat().st_mtime_ns for p in run.rglob("*") if is_finished_unit(p)}
+    assert finished or list(run.rglob("*.partial.npz")) or list(run.rglob("*-state.pt")), "killed before any resumable work was saved"
     time.sleep(1.1)  # a new run directory would get another time stamp
     rerun = subprocess.run(command, cwd=user, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -26,6 +26,7 @@ from .directions.context import DirectionContext
 from .directions.noise import NoiseDirection
 from .directions.normalization import ParamDict, orthogonalize
 from .hessian import HessianOperator, hessian_eigenpairs, hutchinson_trace
+from .landscape.batches import Residency
 from .landscape.evaluator import Evaluator, as_dtype, parameters_of
 from .landscape.scans import LineScan, PlaneScan, ScanResult, run_scan
 from .landscape.shapes import classify_curve
@@ -36,7 +37,7 @@ from .mining.miner import DirectionMiner
 Data = Any  # (x, y) tensors, a TensorDataset, a DataLoader or DataSplits
 
 
-def resident(data: Data, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+def as_tensors(data: Data, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """``(inputs, targets)`` tensors of ``data``: a pair of tensors or arrays, a dataset of pairs,
     a ``DataLoader`` (all its batches) or a :class:`DataSplits` (its ``split``)."""
     if isinstance(data, DataSplits):
@@ -55,15 +56,20 @@ def resident(data: Data, split: str = "train") -> tuple[torch.Tensor, torch.Tens
 
 
 def objective(model: torch.nn.Module, data: Data, loss: Loss | Callable | None = None, split: str = "train",
-              bn_mode: str = "eval", batch_size: int | None = None, workers: int = 1, bn_data: Data | None = None) -> Evaluator:
-    """The evaluator every measure below uses: ``model`` on ``data`` under ``loss`` (default cross-entropy)."""
-    x, y = resident(data, split)
+              bn_mode: str = "eval", batch_size: int | None = None, workers: int = 1, bn_data: Data | None = None,
+              resident: bool | str = True, budget_mb: float = 4096.0) -> Evaluator:
+    """The evaluator every measure below uses: ``model`` on ``data`` under ``loss`` (default cross-entropy).
+
+    ``resident`` (``True``, ``False`` or ``"auto"`` with ``budget_mb``) keeps the data on the model's
+    device or streams it in the same batches, with the same numbers (``evaluation.resident``)."""
+    x, y = as_tensors(data, split)
     device = next(model.parameters()).device
-    bn_x = resident(bn_data)[0] if bn_data is not None else x[:1024]
+    bn_x = as_tensors(bn_data)[0] if bn_data is not None else x[:1024]
     criterion = as_loss(loss)
     with torch.no_grad():
         criterion.check(model.eval()(x[:2].to(device)), y[:2].to(device), None)
-    return Evaluator(model, x, y, batch_size, bn_mode, bn_x, 0.0 if workers == 1 else 512.0, workers, criterion)
+    return Evaluator(model, x, y, batch_size, bn_mode, bn_x, 0.0 if workers == 1 else 512.0, workers, criterion,
+                     Residency(resident, budget_mb))
 
 
 def random_directions(model: torch.nn.Module, count: int, seed: int = 0, normalization: str = "filter",
@@ -77,22 +83,25 @@ def random_directions(model: torch.nn.Module, count: int, seed: int = 0, normali
 
 def scan(model: torch.nn.Module, data: Data, loss: Loss | Callable | None = None, directions: int | Sequence[ParamDict] = 1,
          grid: int | tuple[int, int] = 51, span: tuple[float, float] = (-1.0, 1.0), seed: int = 0, bn_mode: str = "eval",
-         batch_size: int | None = None, workers: int = 1, path: str | Path | None = None, progress: bool = False) -> ScanResult:
+         batch_size: int | None = None, workers: int = 1, path: str | Path | None = None, progress: bool = False,
+         precision: dict | None = None, resident: bool | str = True) -> ScanResult:
     """The loss around ``model`` along one direction (a curve, labelled with its shape) or two (a surface).
 
     ``directions`` is a count of filter-normalized Gaussian directions or a list of direction dicts
     (same names and shapes as ``model.named_parameters()``); ``grid`` the points (a pair for a
-    plane); ``path`` keeps the ``.npz`` file (and makes the scan resumable)."""
+    plane); ``path`` keeps the ``.npz`` file (and makes the scan resumable). Every value comes with
+    its standard error (``result.errors``); ``precision`` (e.g. ``{"relative": 0.01}``) stops each
+    point once its 95 % interval is that narrow (``scan.<name>.precision``)."""
     theta = parameters_of(model)
     chosen = random_directions(model, directions, seed) if isinstance(directions, int) else list(directions)
     if len(chosen) not in (1, 2):
         raise ValueError(f"scan takes one direction (a curve) or two (a surface), got {len(chosen)}")
-    evaluator = objective(model, data, loss, "train", bn_mode, batch_size, workers)
+    evaluator = objective(model, data, loss, "train", bn_mode, batch_size, workers, resident=resident)
     if len(chosen) == 1:
-        geometry = LineScan("line", span, int(grid if isinstance(grid, int) else grid[0]))
+        geometry = LineScan("line", span, int(grid if isinstance(grid, int) else grid[0]), precision=precision)
     else:
         nx, ny = (grid, grid) if isinstance(grid, int) else grid
-        geometry = PlaneScan("plane", span, span, int(nx), int(ny))
+        geometry = PlaneScan("plane", span, span, int(nx), int(ny), precision=precision)
         chosen = [chosen[0], orthogonalize(chosen[1], chosen[0])]
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(path) if path is not None else Path(scratch) / f"{geometry.name}.npz"
@@ -111,7 +120,7 @@ def hessian(model: torch.nn.Module, data: Data, loss: Loss | Callable | None = N
     import copy
 
     model = copy.deepcopy(model).to(dtype)
-    x, y = resident(data)
+    x, y = as_tensors(data)
     evaluator = objective(model, (as_dtype(x, dtype), as_dtype(y, dtype)), loss, batch_size=batch_size, bn_mode=bn_mode)
     theta = parameters_of(model)
     operator = HessianOperator.from_evaluator(evaluator, theta)

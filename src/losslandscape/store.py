@@ -126,13 +126,7 @@ def save_record(path: str | os.PathLike, record: dict[str, Any], key: str | None
 
 
 def read_record(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-        stamp = record.pop("store", None)
-    except UNREADABLE as error:
-        raise CorruptResult(f"{path} cannot be read ({type(error).__name__}: {error}); it is truncated or not JSON") from error
-    return record, _verified(path, stamp, record)
+    return _read_stamped(Path(path), lambda p: json.loads(p.read_text()), "JSON")
 
 
 def load_record(path: str | os.PathLike, key: str) -> dict[str, Any] | None:
@@ -147,12 +141,18 @@ def save_tensors(path: str | os.PathLike, content: dict[str, Any], key: str | No
 
 
 def read_tensors(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
-    path = Path(path)
+    return _read_stamped(Path(path), lambda p: torch.load(p, map_location="cpu", weights_only=True), "a torch file")
+
+
+def _read_stamped(path: Path, load: Callable[[Path], Any], container: str) -> tuple[dict[str, Any], str | None]:
+    """``(content, key)`` of a dict that carries its stamp under ``"store"``, checksum verified."""
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-        stamp = content.pop("store", None)
+        content = load(path)
     except UNREADABLE as error:
-        raise CorruptResult(f"{path} cannot be read ({type(error).__name__}: {error}); it is truncated or not a torch file") from error
+        raise CorruptResult(f"{path} cannot be read ({type(error).__name__}: {error}); it is truncated or not {container}") from error
+    if not isinstance(content, dict):
+        raise CorruptResult(f"{path} was not written by losslandscape's result store (not a record)")
+    stamp = content.pop("store", None)
     return content, _verified(path, stamp, content)
 
 
