@@ -639,8 +639,9 @@ def check_command_line(config_dir: str, config_name: str, argv: Sequence[str]) -
                 unknown[match[1]] = line
                 plain_args.remove(line)
     keys = dotted_keys(cfg)
+    groups = set(cfg.hydra.runtime.choices)  # a group whose default is null (experiment) has no key in the composed config
     for key, line in sweeps.items():
-        if key not in keys and not line.startswith(("+", "~")):
+        if key not in keys and key not in groups and not line.startswith(("+", "~")):
             unknown[key] = line
     for key, line in unknown.items():
         close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
