@@ -97,7 +97,7 @@ def _interpolation(session: Session) -> dict[str, Any]:
         entries[name] = interpolate(session, refs, name, ref_a, ref_b, grid, "interpolation")
     ts = grid.axes()["lambda"]
     figures = plot_interpolation(ts, {name: e["curves"] for name, e in entries.items()}, out / "figures" / "interpolation",
-                                 title=f"linear interpolation between models (BN: {cfg.evaluation.bn_mode})")
+                                 title=f"linear interpolation between models (BN: {cfg.evaluation.bn_mode})", ends=pairs)
     session.tracker.log_figures("interpolation", figures)
     plain = {name: {k: v for k, v in e.items() if k not in ("curves", "t")} for name, e in entries.items()}
     lines = [pair_line(name, e) for name, e in plain.items()]

@@ -21,11 +21,12 @@ from ..validation import validate_config
 
 
 def chosen_sweep(sweep_dir: str | None, multirun_dir: str) -> Path:
-    """``sweep_dir``, or the newest ``<multirun_dir>/<date>/<time>`` (Hydra's names sort by time)."""
+    """``sweep_dir``, or the newest sweep under ``multirun_dir`` (``<date>/<time>`` or a recipe's own
+    folder such as ``phase_sweep/digits-cnn``): the one whose ``multirun.yaml`` Hydra wrote last."""
     if sweep_dir is not None:
         return Path(to_absolute_path(str(sweep_dir)))
     root = Path(to_absolute_path(str(multirun_dir)))
-    sweeps = sorted(p for p in root.glob("*/*") if p.is_dir())
+    sweeps = [p.parent for p in sorted(root.glob("*/*/multirun.yaml"), key=lambda p: p.stat().st_mtime)]
     if not sweeps:
         raise ConfigError(f"no sweep under {root}/<date>/<time>: run one with `python run.py -m ...` or give task.sweep_dir")
     return sweeps[-1]
