@@ -63,13 +63,28 @@ def plot_curves(
         if metric_axis is not None:
             metric_axis.set(xlabel=xlabel, ylabel="accuracy (%)" if metric == "accuracy" else metric.replace("r2", "$R^2$"))
         if log_scale:
-            loss_axis.set_yscale("log")
+            log_axis(loss_axis, [r.values[f"{s}_loss"] for r in results for s in r.provenance.get("splits", ["train"])])
         for axis in axes[0]:
             axis.axvline(0.0, color="0.5", linewidth=0.8)
         figure.suptitle(f"{scan_context(results[0])}\n{title}" if title else scan_context(results[0]), fontsize=STYLE["axes.titlesize"])
         _curve_legend(figure, axes[0][-1], results, splits)
         figure.tight_layout()
         return save_figure(figure, stem)
+
+
+def log_axis(axis, curves: Sequence[np.ndarray]) -> None:
+    """A log y axis; within less than a decade its ticks read as plain numbers (2.1, 2.2), not 2.1 x 10^0."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_yscale("log")
+    values = np.concatenate([np.ravel(c) for c in curves])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size and values.max() / values.min() < 10:
+        plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+        axis.yaxis.set_major_formatter(plain)
+        axis.yaxis.set_minor_formatter(plain)
+    else:
+        axis.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _curve_legend(figure, axis, results: Sequence, splits: list[str]) -> None:
@@ -168,6 +183,6 @@ def plot_ring(result, stem: str | Path, split: str = "train", log_scale: bool = 
                  title=f"{scan_context(result)}\n{split} loss on circles around " + r"$\theta$")
         axis.title.set_fontsize(STYLE["axes.labelsize"])
         if log_scale:
-            axis.set_yscale("log")
+            log_axis(axis, [result.values[f"{split}_loss"]])
         axis.legend()
         return save_figure(figure, stem)
