@@ -19,7 +19,8 @@ from hydra.utils import to_absolute_path
 from ..errors import ConfigError
 from ..files import read_json
 from ..landscape.scans import ScanResult
-from ..plots.style import SPLIT_COLORS, STYLE, plt, save_figure
+from ..plots.landscape import loss_name
+from ..plots.style import SPLIT_COLORS, STYLE, model_on_data, plt, save_figure
 from .common import Session, run_task
 
 
@@ -127,14 +128,17 @@ def plot_curve_gallery(entries: list[dict[str, Any]], stem: Path) -> list[Path]:
     entries = sorted(entries, key=order)
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries), 3.0), squeeze=False)
-        for axis, entry in zip(axes[0], entries):
-            result = ScanResult.load(entry["folder"] / entry["gallery"]["curve"])
+        results = [ScanResult.load(entry["folder"] / entry["gallery"]["curve"]) for entry in entries]
+        for axis, entry, result in zip(axes[0], entries, results):
             split = result.provenance.get("splits", ["train"])[0]
             values = result.values[f"{split}_loss"]
             axis.plot(result.axes["lambda"], np.where(np.isfinite(values), values, np.nan), color=SPLIT_COLORS.get(split))
             label = result.provenance.get("shape", {}).get(split, {}).get("label", "unlabelled")
             axis.axvline(0.0, color="0.5", linewidth=0.8)
             name = entry["gallery"]["name"].removeprefix("fig_").replace("_", "-")
-            axis.set(xlabel=r"$\lambda$", ylabel=f"{split} loss", title=f"{name}\n(measured: {label})")
+            axis.set(xlabel=r"$\lambda$", ylabel=f"{split} {loss_name(result)}", title=f"{name}\n(measured: {label})")
+        config = results[0].provenance.get("config")
+        if config:
+            figure.suptitle(f"The five curve shapes: {model_on_data(config)}", fontsize=STYLE["axes.titlesize"])
         figure.tight_layout()
         return save_figure(figure, stem)
