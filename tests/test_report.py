@@ -101,9 +101,11 @@ def test_the_report_has_one_row_per_job_with_its_overrides_numbers_and_shapes(tm
         assert row[0] == job.name and row[1:4] == [job.overrides["task"], job.overrides["seed"], job.overrides["direction"]]
         if job.overrides["task"] == "landscape":  # centre losses, accuracies and the measured shapes
             assert f"{job.summary['train_loss']:.4g}" in row and job.summary["scans"]["line"]["shape"]["train"]["label"] in row
-        else:
+        elif job.overrides["task"] == "hessian":
             assert f"{max(job.summary['hessian']['top_eigenvalues']):.4g}" in row
-    assert summary["curves"] == ["curves-line"] and len(summary["surfaces"]) == 4  # the 4 landscape jobs' planes
+        else:  # the barrier of the interpolation
+            assert f"{job.summary['pairs']['init_to_final']['barrier']['train_loss']:.4g}" in row
+    assert summary["curves"] == ["curves-line", "curves-init_to_final"] and len(summary["surfaces"]) == 4  # 4 landscape jobs' planes
     for job in jobs:  # a link to every file of every job, relative to the page
         for path in job.files():
             assert f"href='{job.name}/{path.as_posix()}'" in text and (tiny_sweep / job.name / path).is_file()
@@ -117,7 +119,7 @@ def test_the_report_renders_in_a_headless_chromium(tmp_path, tiny_sweep):
     assert console_messages(dom.stderr) == []
     after = parsed(dom.stdout)
     assert len(after.rows) == JOBS
-    assert len(after.figures) == 5 and after.rendered == set(after.figures)  # plotly drew every figure
+    assert len(after.figures) == 6 and after.rendered == set(after.figures)  # plotly drew every figure
     assert {f for f in after.figures if f.startswith("surface-")} <= after.canvases  # surfaces through WebGL
     shot = tmp_path / "report.png"
     taken = browse(page, f"--screenshot={shot}")

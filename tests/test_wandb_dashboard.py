@@ -95,7 +95,9 @@ def test_the_dashboards_panels_are_chosen_from_what_the_runs_logged(tmp_path, ti
                                                               "title": "hessian/top_eigenvalue against seed"}
     assert "hessian/trace by direction" in hessian and not any("by task" in t for t in hessian)  # task only splits other runs
     assert all(isinstance(s.get("hessian/top_eigenvalue"), float) for s in logged if "hessian/trace" in s)
-    assert "Barriers and mode connectivity" not in grids  # no run measured one
+    barriers = {p["metrics"][0] for p in grids["Barriers and mode connectivity"]["panels"]}  # the interpolation runs'
+    assert barriers == {f"pairs/init_to_final/barrier/{split}_{m}" for split in ("train", "test") for m in ("loss", "error")}
+    assert "mode_connectivity" not in str(grids)  # no run measured it (task=taxonomy does)
     assert grids["Surfaces"]["panels"][0]["keys"] == ["plane/contour", "plane/interactive"]
 
 

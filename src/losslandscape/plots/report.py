@@ -91,7 +91,7 @@ def table_html(jobs: list[Job], keys: list[str]) -> str:
 def results_of(job: Job, folder: str) -> list[ScanResult]:
     """The job's finished scans in ``curves/`` or ``surfaces/`` (partial files of a killed scan left out)."""
     results = []
-    for path in sorted((job.folder / folder).glob("*.npz")):
+    for path in sorted((job.folder / folder).rglob("*.npz")):  # interpolation curves lie in curves/interpolation/
         try:
             results.append(ScanResult.load(path))
         except (KeyError, ValueError, OSError):  # not a scan result (or a corrupt one): listed as a file, not drawn

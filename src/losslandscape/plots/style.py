@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +11,10 @@ matplotlib.use("Agg")  # files only: runs on clusters and CI without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..files import atomic_path  # noqa: E402
+
+# TrueType text in PDFs (pdf.fonttype 42) goes through fontTools' subsetter, which logs a dozen INFO lines per
+# figure; Hydra's logging would put them into every job's log
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 # Okabe & Ito's palette: told apart with every common colour-vision deficiency (matplotlib's tab10 is not)
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -46,7 +51,8 @@ def direction_words(direction: dict) -> str:
     template = DIRECTION_WORDS.get(str(direction.get("type")), str(direction.get("type", "direction")))
     noise = {"gaussian": "Gaussian", "rademacher": "Rademacher"}.get(str(direction.get("distribution")), direction.get("distribution"))
     try:
-        return template.format(**direction, noise=noise).replace("none-normalized ", "")
+        named = {k: ("the scanned model" if v is None else v) for k, v in direction.items()}  # start None: centred on it
+        return template.format(**{**named, "noise": noise}).replace("none-normalized ", "")
     except (KeyError, IndexError):
         return template.split(" {")[0]
 

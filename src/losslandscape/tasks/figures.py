@@ -69,7 +69,15 @@ def collect_results(root: Path, variant: str) -> list[dict[str, Any]]:
 
 GALLERY_WIDTH = 16.0  # inches: two columns of a paper page at 200 dpi, or one slide
 ROW_HEIGHT = 3.4  # inches a row of tiles aims at; each row is then stretched to fill the width exactly
-TITLE_BAND = 0.32  # inches above each row for the tiles' titles
+TITLE_BAND = 0.45  # inches above each row for the tiles' titles (two lines of 9 pt)
+
+
+def wrapped(title: str, width: float) -> str:
+    """The title broken into lines that fit a tile ``width`` inches wide (9 pt: about 13 characters an inch):
+    a long title over a narrow tile would run into its neighbour's."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, max(12, int(width * 13))))
 
 
 def gallery_rows(aspects: list[float], columns: int, width: float = GALLERY_WIDTH, height: float = ROW_HEIGHT) -> list[list[int]]:
@@ -110,7 +118,7 @@ def plot_gallery(entries: list[dict[str, Any]], stem: Path, columns: int) -> lis
                 axis = figure.add_axes((left / GALLERY_WIDTH, top / total, width / GALLERY_WIDTH, height / total))
                 axis.imshow(tiles[index][1], interpolation="lanczos")
                 axis.set_axis_off()
-                axis.set_title(tiles[index][0], fontsize=9, pad=3)
+                axis.set_title(wrapped(tiles[index][0], width), fontsize=9, pad=3)
                 left += width
         return save_figure(figure, stem)
 

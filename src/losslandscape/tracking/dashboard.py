@@ -72,9 +72,9 @@ def dashboard_spec(jobs: list[Job], title: str | None = None) -> dict[str, Any]:
     groupby = [config_key(key, runs) for key in swept]
     group = runs[0]["group"]
     base = f"Metric(\"Group\") == '{group}'" if group else ""
-    grids = [grid for grid in (training_grid(runs, base, groupby), *curve_grids(runs, base, groupby),
+    grids = [section for section in (training_grid(runs, base, groupby), *curve_grids(runs, base, groupby),
                                table_grid(runs, base, groupby), hessian_grid(runs, base, groupby, swept),
-                               connectivity_grid(runs, base, groupby), surface_grid(runs, base, groupby)) if grid]
+                               connectivity_grid(runs, base, groupby), surface_grid(runs, base, groupby)) if section]
     return {
         "spec": SPEC_VERSION,
         "title": title or f"Sweep {group or jobs[0].folder.parent.name}" + (f": {', '.join(swept)}" if swept else ""),
@@ -91,7 +91,8 @@ def grid(title: str, filters: str, groupby: list[str], panels: list[dict[str, An
 
 def training_grid(runs, base, groupby):
     logged = [key for key in TRAINING_CURVES if any(key in run["history_keys"] for run in runs)]
-    return logged and grid("Training curves", base, groupby, [{"kind": "line", "x": "epoch", "y": [key], "title": key} for key in logged])
+    panels = [{"kind": "line", "x": "epoch", "y": [key], "title": key} for key in logged]
+    return grid("Training curves", base, groupby, panels) if panels else None
 
 
 def direction_kind(summary: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -158,14 +159,15 @@ def hessian_grid(runs, base, groupby, swept):
 
 def connectivity_grid(runs, base, groupby):
     keys = sorted({k for run in runs for k, v in run["summary"].items() if CONNECTIVITY.search(k) and isinstance(v, (int, float))})
-    return keys and grid("Barriers and mode connectivity", base, groupby, [{"kind": "bar", "metrics": [k], "title": k} for k in keys])
+    panels = [{"kind": "bar", "metrics": [k], "title": k} for k in keys]
+    return grid("Barriers and mode connectivity", base, groupby, panels) if panels else None
 
 
 def surface_grid(runs, base, groupby):
     """Surfaces of the grouped runs side by side: the rotatable plotly panels and the contour images."""
     keys = sorted({k.rsplit("/", 1)[0] for run in runs for k in run["summary"]
                    if re.fullmatch(r"[^/]+/(interactive|contour)/_type", k)})
-    return keys and grid("Surfaces", base, groupby, [{"kind": "media", "keys": keys, "title": "surfaces"}])
+    return grid("Surfaces", base, groupby, [{"kind": "media", "keys": keys, "title": "surfaces"}]) if keys else None
 
 
 def build_report(spec: dict[str, Any], entity: str) -> Any:
