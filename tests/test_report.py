@@ -7,6 +7,7 @@ screenshot must not be blank, and the table must have one row per job.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -142,12 +143,16 @@ def test_the_console_check_sees_a_broken_page(tmp_path):
 def test_a_gallery_report_has_one_row_per_recipe(tmp_path, tiny_sweep):
     experiments = tmp_path / "experiments"
     for recipe, job in (("fig_v_basin", "0"), ("fig_sign", "1")):  # two finished results laid out as recipes write them
-        shutil.copytree(tiny_sweep / job, experiments / recipe / "digits-cnn", ignore=shutil.ignore_patterns("wandb"))
+        folder = experiments / recipe / "digits-cnn"
+        shutil.copytree(tiny_sweep / job, folder, ignore=shutil.ignore_patterns("wandb"))
+        summary = json.loads((folder / "summary.json").read_text())
+        (folder / "summary.json").write_text(json.dumps({**summary, "gallery": {"name": recipe, "curve": "curves/line.npz"}}))
     summary = report_of(tmp_path, "task.source=gallery", f"task.experiments_dir={experiments}", "task.variant=digits-cnn")
     page = Path(summary["page"])
     assert page == experiments / "report-digits-cnn.html"
     tables = parsed(page.read_text())
     assert [row[:2] for row in tables.rows] == [["fig_sign", "fig_sign"], ["fig_v_basin", "fig_v_basin"]]
+    assert summary["curves"] == ["curves-gallery"]  # each recipe's featured curve, overlaid in one figure
 
 
 @pytest.mark.parametrize("overrides, message", [

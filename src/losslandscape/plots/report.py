@@ -28,6 +28,7 @@ HEADLINES = (
     (r"hessian/top_eigenvalue", "top eigenvalue"), (r"hessian/trace", "Hessian trace"),
     (r"(.*/)?(linear_barrier|barrier/\w+|mode_connectivity)", None), (r"mining/success_rate", "mining success"),
 )
+MAX_CURVE_FIGURES = 12  # a mining ring alone has a dozen rays: a page of every one would bury the comparison
 SHAPE_LABEL = re.compile(r"scans/(?P<scan>[^/]+)/shape/(?P<split>[^/]+)/label")
 CURVE_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")  # Okabe-Ito: colorblind-safe
 STYLE = """
@@ -99,15 +100,29 @@ def results_of(job: Job, folder: str) -> list[ScanResult]:
     return results
 
 
-def overlaid_curves(jobs: list[Job], keys: list[str], split: str | None) -> list[dict[str, Any]]:
-    """One plotly figure per 1D scan name (``line``, ``mined0``, ...), one trace per job that has it."""
+def curves_by_scan(jobs: list[Job], featured: bool) -> dict[str, list[tuple[Job, ScanResult]]]:
+    """``{scan name: [(job, curve), ...]}``; ``featured``: only the curve each figure recipe names in its
+    gallery block, all under one name (the gallery's shapes side by side)."""
     by_scan: dict[str, list[tuple[Job, ScanResult]]] = {}
     for job in jobs:
+        if featured:
+            curve = (job.summary.get("gallery") or {}).get("curve")
+            if curve and (job.folder / curve).is_file():
+                by_scan.setdefault("gallery", []).append((job, ScanResult.load(job.folder / curve)))
+            continue
         for result in results_of(job, "curves"):
             if len(result.axes) == 1:
                 by_scan.setdefault(result.name, []).append((job, result))
+    return by_scan
+
+
+def overlaid_curves(jobs: list[Job], keys: list[str], split: str | None, featured: bool = False) -> list[dict[str, Any]]:
+    """One plotly figure per 1D scan name (``line``, ``mined0``, ...), one trace per job that has it; the
+    :data:`MAX_CURVE_FIGURES` names most jobs share (every curve stays linked under Files)."""
+    by_scan = curves_by_scan(jobs, featured)
+    shared = sorted(by_scan.items(), key=lambda item: -len(item[1]))[:MAX_CURVE_FIGURES]  # stable: ties keep job order
     figures = []
-    for scan, found in by_scan.items():
+    for scan, found in shared:
         traces = []
         chosen = split or found[0][1].provenance.get("splits", ["train"])[0]
         for index, (job, result) in enumerate(found):
@@ -120,7 +135,8 @@ def overlaid_curves(jobs: list[Job], keys: list[str], split: str | None) -> list
         name = loss_name(found[0][1])
         axis_title = "t" if found[0][1].kind == "interpolation" else "λ"
         layout = {"title": {"text": f"{scan}: {chosen} {name} along each job's direction"},
-                  "xaxis": {"title": {"text": axis_title}}, "yaxis": {"title": {"text": name}},
+                  "xaxis": {"title": {"text": axis_title}},
+                  "yaxis": {"title": {"text": name}, **({"type": "log"} if featured else {})},  # the shapes' losses span decades
                   "legend": {"orientation": "h", "y": -0.2}, "margin": {"t": 50}}
         figures.append({"id": f"curves-{scan}", "data": traces, "layout": layout})
     return figures
@@ -171,11 +187,12 @@ def figure_html(figure: dict[str, Any]) -> str:
             f"{{responsive:true,displaylogo:false}});}})();</script>")
 
 
-def write_report(jobs: list[Job], path: str | Path, title: str, split: str | None = None) -> dict[str, Any]:
-    """Write the page to ``path``; returns what is on it (rows, figure ids) for the task's summary."""
+def write_report(jobs: list[Job], path: str | Path, title: str, split: str | None = None, gallery: bool = False) -> dict[str, Any]:
+    """Write the page to ``path``; returns what is on it (rows, figure ids) for the task's summary.
+    ``gallery``: the jobs are figure recipes, whose featured curves are overlaid in one figure."""
     path = Path(path)
     keys = swept_keys(jobs)
-    curves, surfaces = overlaid_curves(jobs, keys, split), surface_figures(jobs, keys)
+    curves, surfaces = overlaid_curves(jobs, keys, split, featured=gallery), surface_figures(jobs, keys)
     swept = ", ".join(keys) or "nothing (every job has the same overrides)"
     body = [f"<h1>{html.escape(title)}</h1>",
             f"<p class='small'>{len(jobs)} jobs, swept: {html.escape(swept)}; written by losslandscape task=report.</p>",

@@ -41,7 +41,7 @@ def run_report(cfg: DictConfig) -> dict[str, Any]:
     else:
         sweep = chosen_sweep(task.sweep_dir, task.multirun_dir)
         jobs, page, title = sweep_jobs(sweep), sweep / "report.html", f"Sweep {sweep.parent.name}/{sweep.name}"
-    shown = write_report(jobs, page, str(task.title or title), task.split)
+    shown = write_report(jobs, page, str(task.title or title), task.split, gallery=task.source == "gallery")
     summary = {"task": "report", "page": str(page), **shown}
     write_json(Path(to_absolute_path(str(cfg.output_dir))) / "summary.json", summary)
     print(f"== report: {shown['rows']} jobs, {len(shown['curves'])} curve plots, {len(shown['surfaces'])} surfaces\n   page: {page}")
