@@ -37,7 +37,7 @@ h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 2rem; border-bott
 table { border-collapse: collapse; font-size: 0.85rem; } th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; }
 th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code { font-size: 0.8rem; } .figure { width: 100%; height: 460px; } .small { color: #666; font-size: 0.8rem; }
-ul.files { columns: 3; font-size: 0.8rem; }
+ul.files { columns: 3; font-size: 0.8rem; } div.wide { overflow-x: auto; }  /* many headline columns scroll, the page does not */
 """
 
 
@@ -86,7 +86,7 @@ def table_html(jobs: list[Job], keys: list[str]) -> str:
         rows.append(f"<tr class='job'>{''.join(cells)}</tr>")
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     return (f"<p class='small'>Every job: <code>{html.escape(common_overrides(jobs, keys))}</code></p>"
-            f"<table id='jobs'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            f"<div class='wide'><table id='jobs'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def results_of(job: Job, folder: str) -> list[ScanResult]:
