@@ -123,7 +123,7 @@ def trajectory_path(checkpoints: Checkpoints, center: ParamDict, directions: lis
 
 def pca_axis_labels(pca: TrajectoryPCA, context) -> tuple[str, str]:
     """The trajectory-PCA plane's axes with the share of the path's variance each component explains (Li et al. 2018)."""
-    _, explained = pca.components(context, 2)
+    explained = pca.explained if pca.explained is not None else pca.components(context, 2)[1]  # kept from making the directions
     return tuple(f"PC {i + 1} ({100 * float(explained[i]):.1f} % of the variance)" for i in range(2))
 
 
