@@ -437,7 +437,7 @@ TARGET_SCHEMA: dict[str, dict[str, Rule]] = {
                                         "multirun_dir": text(), "title": text(null=True)},
     TASKS + "report.run_report": {"source": one_of("sweep", "gallery"), "split": one_of(*SPLITS, null=True),
                                   "sweep_dir": existing_path("folder", null=True, hint="give a multirun directory, outputs/multirun/<date>/<time>"),
-                                  "multirun_dir": text(), "experiments_dir": text(), "variant": text(), "title": text(null=True)},
+                                  "multirun_dir": text(), "experiments_dir": text(), "title": text(null=True)},  # variant: a ${hydra:} choice
     TASKS + "phase_plot.run_phase_plot": {"load": text(), "temperature": text()},  # sweep_dir: the task says how to make it
 }
 
