@@ -69,3 +69,58 @@ def test_figures_task_says_what_to_run_when_nothing_is_there(tmp_path):
     cfg = compose_config(tmp_path, ["task=figures", f"task.experiments_dir={tmp_path / 'none'}", "task.variant=digits-cnn", "logger=none"])
     with pytest.raises(ValueError, match=r"experiment=glob\(fig_\*\)"):
         run_figures(cfg)
+
+
+def panel(path: Path, width: float, height: float) -> Path:
+    """A PNG tile of the given shape, filled with a plot (not white)."""
+    figure, axis = plt.subplots(figsize=(width, height))
+    axis.plot([0, 1], [0, 1], linewidth=8)
+    axis.set_facecolor("#0072B2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=60)
+    plt.close(figure)
+    return path
+
+
+def test_the_gallery_is_one_figure_whose_rows_fill_its_width(tmp_path):
+    from losslandscape.tasks.figures import gallery_rows, plot_gallery
+
+    shapes = [(8.0, 3.2), (4.6, 4.0), (4.6, 4.0), (8.5, 3.3), (5.2, 4.2), (9.6, 4.0), (4.6, 4.0)]  # the recipes' figure sizes
+    entries = [{"gallery": {"title": f"recipe {i}"}, "panels": [panel(tmp_path / f"p{i}.png", w, h)]} for i, (w, h) in enumerate(shapes)]
+    aspects = [w / h for w, h in shapes]
+    rows = gallery_rows(aspects, columns=3)
+    assert sorted(i for row in rows for i in row) == list(range(len(shapes))) and all(len(row) <= 4 for row in rows)
+    (png, pdf) = plot_gallery(entries, tmp_path / "gallery", 3)
+    pixels = np.asarray(plt.imread(png))[..., :3]
+    inked = (pixels < 0.95).any(axis=2)  # not white background
+    thirds = np.array_split(inked, 3, axis=1)
+    assert all(third.mean() > 0.3 for third in thirds), [third.mean() for third in thirds]  # no blank third of the width
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_contours_of_a_loss_spanning_decades_get_log_spaced_levels():
+    from losslandscape.plots.landscape import contour_levels
+
+    z = np.array([[1e-3, 1e-2], [1.0, 1e2]])
+    levels, norm = contour_levels(z, 6, log_scale=False)
+    assert norm is not None and np.allclose(np.diff(np.log10(levels)), 1.0)  # 1e-3 ... 1e2, one per decade
+    flat = np.array([[1.0, 1.5], [2.0, 3.0]])
+    assert contour_levels(flat, 6, log_scale=False) == (6, None)  # less than two decades: linear levels
+    assert contour_levels(z, [0.1, 1.0], log_scale=False) == ([0.1, 1.0], None)  # the user's own levels are kept
+
+
+def test_titles_name_the_model_the_data_and_the_direction():
+    from losslandscape.plots.landscape import curve_name
+    from losslandscape.plots.style import scan_context
+
+    config = {"model": {"_target_": "losslandscape.models.cnn.SmallCNN"}, "dataset": {"_target_": "losslandscape.data.digits.load_digits"}}
+    noise = {"type": "NoiseDirection", "distribution": "gaussian", "normalization": "filter"}
+    line = ScanResult("line", "line", {"lambda": np.zeros(3)}, {}, {"config": config, "direction": noise})
+    plane = ScanResult("plane", "plane", {"x": np.zeros(3), "y": np.zeros(3)}, {}, {"config": config, "direction": noise})
+    assert scan_context(line) == "SmallCNN on digits, filter-normalized Gaussian direction"
+    assert scan_context(plane) == "SmallCNN on digits, filter-normalized Gaussian directions"
+    signs = {"type": "SignConsistentDirection", "distribution": "gaussian", "normalization": "filter", "ratio": 0.5}
+    assert scan_context(ScanResult("line", "line", {"lambda": np.zeros(3)}, {}, {"config": config, "direction": signs})).endswith(
+        "sign-consistent Gaussian direction (r = 0.5)")
+    assert curve_name(ScanResult("line", "mined03", {}, {}, {})) == "mined run 3"
+    assert curve_name(ScanResult("line", "line2", {}, {}, {})) == "direction 2"

@@ -60,6 +60,49 @@ def test_a_bar_that_ends_before_the_interval_prints_nothing(monkeypatch):
     assert log.getvalue() == ""
 
 
+def test_the_lanczos_bar_reports_convergence_not_its_step_cap(monkeypatch, capsys):
+    """Lanczos stops when the wanted Ritz pairs converge, long before its cap: the bar has no fake total,
+    it says how many pairs have converged and how far the worst residual is from the tolerance."""
+    import torch
+
+    from losslandscape.hessian.lanczos import hessian_eigenpairs
+    from losslandscape.hessian.operator import DenseOperator
+
+    clock = FakeClock()
+    monkeypatch.setattr(tqdm.std, "time", clock)
+    monkeypatch.setattr(tqdm.std.tqdm, "monitor_interval", 0)
+    monkeypatch.setattr(progress, "EVERY_S", 1.0)
+    matrix = torch.diag(torch.arange(1.0, 61.0, dtype=torch.float64))
+    operator = DenseOperator(matrix)
+
+    def one_second_per_product(vector, apply=operator.matvec):
+        clock.now += 1.0
+        return apply(vector)
+
+    monkeypatch.setattr(operator, "matvec", one_second_per_product)
+    values, _, record = hessian_eigenpairs(operator, k=2, which="top", tol=1e-6, max_steps=50, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert record["lanczos_steps"] < 50 and all(record["converged"])
+    assert lines and all(line.startswith("lanczos top-2 (at most 50 steps):") and "/50" not in line for line in lines)
+    assert "2/2 converged" in lines[-1] and f"{record['lanczos_steps']} steps" in lines[-1] and "(tol 1e-06)" in lines[-1]
+
+
+def test_the_mining_bar_says_which_run_it_is_on(monkeypatch, capsys):
+    import torch
+
+    from losslandscape.mining.miner import DirectionMiner
+    from losslandscape.mining.objectives import WPeak
+    from test_mining import QuadraticLoss
+
+    monkeypatch.setattr(progress, "EVERY_S", 1e-9)  # a line at every step
+    theta = {"w": torch.tensor([[0.5, 0.5, 0.5, 0.5]], dtype=torch.float64)}
+    miner = DirectionMiner(lambda p: torch.optim.Adam(p, lr=0.05), steps=3, batch_size=None)
+    miner.mine(WPeak(a=0.5, inner=[], peak=0.0, level=0.0), QuadraticLoss([-1.0, 0.5, 1.0, 2.0]), theta,
+               [{"w": torch.ones(1, 4, dtype=torch.float64)}], seed=0, progress=True, label="run 2/5")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("mining WPeak run 2/5:") for line in lines)
+
+
 def test_progress_every_s_must_be_positive():
     with pytest.raises(ValueError, match="progress_every_s must be a positive number of seconds, got 0"):
         progress.configure(0)

@@ -206,6 +206,9 @@ def test_an_unknown_option_lists_the_options_and_sweeps_are_checked_by_key():
     with pytest.raises(ConfigError, match=r"^train.epoch=1,2: no such key; did you mean train.epochs\?"):
         check_command_line(str(CONF), "config", ["-m", "train.epoch=1,2"])
     check_command_line(str(CONF), "config", ["-m", "dataset=moons,digits", "train.epochs=1,2", "+extra=1", "hydra.job.chdir=false"])
+    # the README's gallery command: a sweep over a group whose default is null (experiment: null)
+    check_command_line(str(CONF), "config", ["-m", "experiment=glob(fig_*)", "logger=none"])
+    check_command_line(str(CONF), "config", ["-m", "experiment=fig_v_basin,fig_w_basin"])
 
 
 def test_a_bug_keeps_its_traceback_and_a_wrapped_user_error_does_not(capsys):

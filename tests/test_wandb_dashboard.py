@@ -44,3 +44,75 @@ def test_a_sweep_group_names_the_day_and_the_time():
     assert sweep_group("outputs/multirun/2026-12-02/07-05-58") == "2026-12-02/07-05-58"
     assert sweep_group("outputs/multirun/2026-12-03/07-05-58") != sweep_group("outputs/multirun/2026-12-02/07-05-58")
     assert sweep_group("sweep") == "sweep"
+
+
+# --- task=dashboard: the comparison view of a real offline sweep --------------------------------------------
+
+from sweep_fixture import JOBS, tiny_sweep  # noqa: E402,F401  (the session fixture)
+
+from losslandscape.files import read_json  # noqa: E402
+from losslandscape.tasks.dashboard import run_dashboard  # noqa: E402
+from losslandscape.tracking.dashboard import build_report  # noqa: E402
+from losslandscape.tracking.sweep_jobs import sweep_jobs  # noqa: E402
+from losslandscape.tracking.wandb_records import logged_run, logged_summary  # noqa: E402
+
+
+def dashboard_of(tmp_path, sweep):
+    cfg = compose_config(tmp_path, ["task=dashboard", f"task.sweep_dir={sweep}", "logger.mode=offline"])
+    summary = run_dashboard(cfg)
+    return summary, read_json(sweep / "dashboard.json")
+
+
+def test_the_offline_dashboard_spec_groups_the_sweeps_runs_by_its_swept_keys(tmp_path, tiny_sweep):
+    summary, spec = dashboard_of(tmp_path, tiny_sweep)
+    assert summary["url"] is None and summary["runs"] == JOBS  # offline: the spec, no upload
+    assert spec["group"] == sweep_group(tiny_sweep) == "2026-12-02/10-00-00"
+    assert spec["swept"] == [{"override": "task", "config": "config.task.name"}, {"override": "seed", "config": "config.seed"},
+                             {"override": "direction", "config": "config.direction._target_"}]
+    run_ids = {logged_run(job.wandb_run_file())["id"] for job in sweep_jobs(tiny_sweep)}
+    assert {run["id"] for run in spec["runs"]} == run_ids and len(run_ids) == JOBS
+    for grid in spec["grids"]:  # every panel grid shows this sweep's runs only, grouped by the swept keys
+        assert grid["filters"].startswith("Metric(\"Group\") == '2026-12-02/10-00-00'")
+        assert grid["groupby"] == ["config.task.name", "config.seed", "config.direction._target_"]
+
+
+def test_the_dashboards_panels_are_chosen_from_what_the_runs_logged(tmp_path, tiny_sweep):
+    _, spec = dashboard_of(tmp_path, tiny_sweep)
+    grids = {grid["title"]: grid for grid in spec["grids"]}
+    logged = [logged_summary(job.wandb_run_file()) for job in sweep_jobs(tiny_sweep)]
+    kinds = {s["direction/type"] for s in logged if "direction/type" in s}
+    assert kinds == {"NoiseDirection", "SignConsistentDirection"}
+    curves = [title for title in grids if title.startswith("1D curves along")]
+    assert len(curves) == 2 and all(any(kind in title for title in curves) for kind in kinds)  # one grid per direction type
+    for title in curves:
+        tables = {panel["table"] for panel in grids[title]["panels"]}
+        assert tables == {"line/plot_train_loss_table", "line/plot_test_loss_table"}
+        assert all(any(f"{table}/_type" in s for s in logged) for table in tables)  # logged by some run
+    table = grids["Centre losses and shape labels"]
+    assert "summary:scans/line/shape/train/label" in table["columns"] and "summary:scans/line/center/test_loss" in table["columns"]
+    hessian = {panel["title"]: panel for panel in grids["Hessian against the swept keys"]["panels"]}
+    assert hessian["hessian/top_eigenvalue against seed"] == {"kind": "scatter", "x": "config.seed", "y": "hessian/top_eigenvalue",
+                                                              "title": "hessian/top_eigenvalue against seed"}
+    assert "hessian/trace by direction" in hessian and not any("by task" in t for t in hessian)  # task only splits other runs
+    assert all(isinstance(s.get("hessian/top_eigenvalue"), float) for s in logged if "hessian/trace" in s)
+    barriers = {p["metrics"][0] for p in grids["Barriers and mode connectivity"]["panels"]}  # the interpolation runs'
+    assert barriers == {f"pairs/init_to_final/barrier/{split}_{m}" for split in ("train", "test") for m in ("loss", "error")}
+    assert "mode_connectivity" not in str(grids)  # no run measured it (task=taxonomy does)
+    assert grids["Surfaces"]["panels"][0]["keys"] == ["plane/contour", "plane/interactive"]
+
+
+def test_the_spec_builds_a_wandb_workspaces_report_without_network(tmp_path, tiny_sweep):
+    import wandb_workspaces.reports.v2 as wr
+
+    _, spec = dashboard_of(tmp_path, tiny_sweep)
+    report = build_report(spec, "my-team")
+    grids = [block for block in report.blocks if isinstance(block, wr.PanelGrid)]
+    assert len(grids) == len(spec["grids"]) and report.project == "losslandscape" and report.entity == "my-team"
+    for grid, section in zip(grids, spec["grids"]):
+        (runset,) = grid.runsets
+        assert runset.groupby == section["groupby"] and runset.entity == "my-team"
+        assert [type(p).__name__ for p in grid.panels] == [
+            {"line": "LinePlot", "curve": "CustomChart", "bar": "BarPlot", "scatter": "ScatterPlot", "comparer": "RunComparer",
+             "media": "MediaBrowser"}[p["kind"]] for p in section["panels"]]
+    charts = [p for g in grids for p in g.panels if isinstance(p, wr.CustomChart)]
+    assert {c.query["summaryTable"]["tableKey"] for c in charts} == {"line/plot_train_loss_table", "line/plot_test_loss_table"}

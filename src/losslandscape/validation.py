@@ -471,6 +471,11 @@ TARGET_SCHEMA: dict[str, dict[str, Rule]] = {
         "cka.split": one_of(*SPLITS), "cka.examples": integer(2, null=True),
     },
     TASKS + "figures.run_figures": {"columns": integer(1)},
+    TASKS + "dashboard.run_dashboard": {"sweep_dir": existing_path("folder", null=True, hint="give a multirun directory, outputs/multirun/<date>/<time>"),
+                                        "multirun_dir": text(), "title": text(null=True)},
+    TASKS + "report.run_report": {"source": one_of("sweep", "gallery"), "split": one_of(*SPLITS, null=True),
+                                  "sweep_dir": existing_path("folder", null=True, hint="give a multirun directory, outputs/multirun/<date>/<time>"),
+                                  "multirun_dir": text(), "experiments_dir": text(), "title": text(null=True)},  # variant: a ${hydra:} choice
     TASKS + "phase_plot.run_phase_plot": {"load": text(), "temperature": text()},  # sweep_dir: the task says how to make it
 }
 
@@ -678,8 +683,9 @@ def check_command_line(config_dir: str, config_name: str, argv: Sequence[str]) -
                 unknown[match[1]] = line
                 plain_args.remove(line)
     keys = dotted_keys(cfg)
+    groups = set(cfg.hydra.runtime.choices)  # a group whose default is null (experiment) has no key in the composed config
     for key, line in sweeps.items():
-        if key not in keys and not line.startswith(("+", "~")):
+        if key not in keys and key not in groups and not line.startswith(("+", "~")):
             unknown[key] = line
     for key, line in unknown.items():
         close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)

@@ -47,6 +47,7 @@ class TrajectoryPCA:
 
     def __init__(self, unit_norm: bool = False):
         self.unit_norm = bool(unit_norm)
+        self.explained: torch.Tensor | None = None  # of the last trajectory decomposed: the figures' axes say it
 
     def components(self, context: DirectionContext, count: int) -> tuple[list[ParamDict], torch.Tensor]:
         """``count`` components and the explained-variance ratios of all components."""
@@ -56,7 +57,7 @@ class TrajectoryPCA:
         if len(rows) < count + 1:
             raise ValueError(f"trajectory PCA needs at least {count + 1} saved checkpoints, found {len(rows)}; lower train.checkpoint_every")
         _, singular, vt = torch.linalg.svd(rows, full_matrices=False)
-        explained = singular**2 / (singular**2).sum()
+        explained = self.explained = singular**2 / (singular**2).sum()
         directions = []
         for i in range(count):
             v = vt[i] * (-1.0 if (rows[0] @ vt[i]) > 0 else 1.0)

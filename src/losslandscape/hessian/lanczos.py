@@ -194,13 +194,17 @@ def hessian_eigenpairs(
         raise ValueError(f"max_steps={max_steps} cannot give k={k} eigenpairs")
     started, products_before = time.perf_counter(), operator.num_products
     process = LanczosProcess(operator, seed=seed)
-    bar = progress_bar(total=max_steps, desc=f"lanczos {which}-{k}", disable=not progress, leave=False)
+    # no total: the step count is set by convergence, not known ahead (max_steps is only a cap); the bar shows
+    # how far the worst wanted Ritz pair is from the tolerance instead
+    bar = progress_bar(desc=f"lanczos {which}-{k} (at most {max_steps} steps)", unit=" steps", disable=not progress, leave=False)
     while True:
         process.step()
         bar.update()
         if process.steps >= k:
             values, vectors, estimates = _wanted_ritz(process, k, which)
             converged = estimates <= tol * np.abs(values)
+            worst = float(np.max(estimates / np.maximum(np.abs(values), np.finfo(float).tiny)))
+            bar.set_postfix_str(f"{int(converged.sum())}/{k} converged, worst relative residual {worst:.1e} (tol {tol:g})", refresh=False)
             if _search_finished(process, values, converged, tol, which) or process.steps >= max_steps or process.complete:
                 break
     bar.close()

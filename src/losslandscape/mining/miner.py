@@ -70,8 +70,10 @@ class DirectionMiner:
         initial: Sequence[ParamDict],
         seed: int,
         progress: bool = False,
+        label: str = "",
     ) -> MiningResult:
-        """Minimize ``objective``'s loss over directions starting from ``initial`` (projected first)."""
+        """Minimize ``objective``'s loss over directions starting from ``initial`` (projected first);
+        ``label`` (e.g. ``run 2/5``) says in the progress bar which of several runs this is."""
         if len(initial) != objective.num_directions:
             raise ValueError(f"{type(objective).__name__} mines {objective.num_directions} direction(s), got {len(initial)} to start from")
         generator = torch.Generator().manual_seed(int(seed))
@@ -87,7 +89,7 @@ class DirectionMiner:
             trace["gradient_cosine"] = []
         batch = len(evaluator) if self.batch_size is None else min(self.batch_size, len(evaluator))
         start = time.perf_counter()
-        for _ in progress_bar(range(self.steps), desc=f"mining {type(objective).__name__}", disable=not progress, leave=False):
+        for _ in progress_bar(range(self.steps), desc=" ".join(filter(None, ["mining", type(objective).__name__, label])), disable=not progress, leave=False):
             indices = torch.randperm(len(evaluator), generator=generator)[:batch]
             loss, parts = self._objective_loss(objective, evaluator, theta, directions, objective.targets(generator), indices)
             if objective.num_directions == 2:

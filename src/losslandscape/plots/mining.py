@@ -39,7 +39,7 @@ def plot_wine_bottle(result, radius: float, stem: str | Path, split: str = "trai
         filled = contour_axis.contourf(x, y, z, levels=20, cmap="viridis")
         contour_axis.contour(x, y, z, levels=filled.levels, colors="white", linewidths=0.4, negative_linestyles="solid")
         figure.colorbar(filled, ax=contour_axis, label=label)
-        contour_axis.plot(radius * np.cos(phi), radius * np.sin(phi), color="tab:red", linestyle="--", linewidth=1,
+        contour_axis.plot(radius * np.cos(phi), radius * np.sin(phi), color="#D55E00", linestyle="--", linewidth=1,
                           label=f"target ring r = {radius:g}")
         contour_axis.plot(0, 0, marker="*", linestyle="none", color="red", markersize=9, label=r"$\theta$")
         contour_axis.set(xlabel=r"$\alpha$ (mined direction 1)", ylabel=r"$\beta$ (mined direction 2)", title="contour")

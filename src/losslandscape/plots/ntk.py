@@ -22,10 +22,10 @@ def plot_kernel_dynamics(record: dict, stem: str | Path, title: str = "") -> lis
         rows = 3 if has_accuracy else 2
         figure, axes = plt.subplots(rows, 1, figsize=(5.6, 2.1 * rows + 0.4), sharex=True)
         distance_axis, velocity_axis = axes[0], axes[1]
-        distance_axis.plot(epochs, record["distance_to_init"], marker="o", markersize=3, color="tab:purple")
+        distance_axis.plot(epochs, record["distance_to_init"], marker="o", markersize=3, color="#CC79A7")
         distance_axis.set(ylabel="distance to\ninitial kernel", ylim=(0, None))
         velocity = np.asarray(record["velocity"], dtype=float)
-        velocity_axis.plot(epochs[1:], velocity[1:], marker="o", markersize=3, color="tab:green")
+        velocity_axis.plot(epochs[1:], velocity[1:], marker="o", markersize=3, color="#009E73")
         finite = velocity[np.isfinite(velocity)]
         if len(finite) and (finite > 0).all():
             velocity_axis.set_yscale("log")

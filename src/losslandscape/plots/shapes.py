@@ -8,9 +8,9 @@ import numpy as np
 
 from .style import STYLE, plt, save_figure
 
-SHAPE_COLORS = {
-    "v-basin": "tab:blue", "v-side": "tab:orange", "w-basin": "tab:green", "w-peak": "tab:red",
-    "vvv-basin": "tab:purple", "flat": "tab:gray", "other": "black",
+SHAPE_COLORS = {  # Okabe-Ito: the five shapes stay apart with every common colour-vision deficiency
+    "v-basin": "#0072B2", "v-side": "#E69F00", "w-basin": "#009E73", "w-peak": "#D55E00",
+    "vvv-basin": "#CC79A7", "flat": "#999999", "other": "#000000",
 }
 
 

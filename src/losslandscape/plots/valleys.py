@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .style import SPLIT_COLORS, STYLE, plt, save_figure
+from .style import OKABE_ITO, SPLIT_COLORS, STYLE, plt, save_figure
 
-DISTRIBUTION_COLORS = {"gaussian": "tab:blue", "uniform": "tab:green", "rademacher": "tab:red"}
+DISTRIBUTION_COLORS = {"gaussian": OKABE_ITO[0], "uniform": OKABE_ITO[2], "rademacher": OKABE_ITO[5]}
 SPLIT_STYLES = {"train": "-", "test": "--"}
 
 
@@ -56,24 +56,35 @@ def plot_valley_curves(lambdas: np.ndarray, curves: dict[str, dict[float, np.nda
         return save_figure(figure, stem)
 
 
-def plot_interpolation(ts: np.ndarray, pairs: dict[str, dict[str, np.ndarray]], stem: str | Path, title: str = "") -> list[Path]:
-    """Loss and error along ``(1 - t) theta_A + t theta_B`` for every pair; train solid, test dashed."""
-    colors = plt.cm.tab10(np.arange(len(pairs)) % 10)
+def plot_interpolation(ts: np.ndarray, pairs: dict[str, dict[str, np.ndarray]], stem: str | Path, title: str = "",
+                       ends: dict[str, tuple[str, str]] | None = None) -> list[Path]:
+    """Loss and error along ``(1 - t) theta_A + t theta_B`` for every pair: a colour per pair, train solid,
+    test dashed; the legend says what each pair's A and B are (``ends``: ``{name: (model A, model B)}``)."""
+    from matplotlib.lines import Line2D
+
+    ends = ends or {}
     with plt.rc_context(STYLE):
-        figure, (loss_axis, error_axis) = plt.subplots(1, 2, figsize=(9.0, 3.4))
-        for color, (name, values) in zip(colors, pairs.items()):
+        figure, (loss_axis, error_axis) = plt.subplots(1, 2, figsize=(9.6, 3.4))
+        splits = []
+        for index, (name, values) in enumerate(pairs.items()):
+            color = OKABE_ITO[index % len(OKABE_ITO)]
             for key, curve in values.items():
                 split, metric = key.rsplit("_", 1)
-                style = SPLIT_STYLES.get(split, ":")
+                splits += [split] if split not in splits else []
+                style = dict(linestyle=SPLIT_STYLES.get(split, ":"), color=color)
                 if metric == "loss":
-                    loss_axis.plot(ts, _finite(curve), style, color=color, label=f"{name} ({split})")
+                    loss_axis.plot(ts, _finite(curve), **style)
                 elif metric == "accuracy":
-                    error_axis.plot(ts, 100 * (1 - _finite(curve)), style, color=color, label=f"{name} ({split})")
+                    error_axis.plot(ts, 100 * (1 - _finite(curve)), **style)
         for axis, ylabel in ((loss_axis, "loss"), (error_axis, "error (%)")):
             for end in (0.0, 1.0):
                 axis.axvline(end, color="0.6", linewidth=0.8)
             axis.set(xlabel="t  (0 = model A, 1 = model B)", ylabel=ylabel)
-        error_axis.legend(fontsize=7)
+        handles = [Line2D([], [], color="0.2", linestyle=SPLIT_STYLES.get(s, ":"), label=s) for s in splits]
+        handles += [Line2D([], [], color=OKABE_ITO[i % len(OKABE_ITO)],
+                           label=name.replace("_", " ") + (f": A = {ends[name][0]}, B = {ends[name][1]}" if name in ends else ""))
+                    for i, name in enumerate(pairs)]
+        error_axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8)
         figure.suptitle(title)
         figure.tight_layout()
         return save_figure(figure, stem)

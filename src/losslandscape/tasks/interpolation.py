@@ -24,6 +24,7 @@ from ..landscape.scans import InterpolationScan, run_scan
 from ..measures.interpolation import barriers, check_end_points, path_direction
 from ..measures.similarity import l2_distance
 from ..measures.sign_consistency import sign_consistency, sign_consistency_report
+from ..plots.style import model_on_data
 from ..plots.valleys import plot_interpolation
 from ..progress import progress_bar
 from .common import Session, evaluators_for, require_accuracy, run_task, summary_head, trained_checkpoints
@@ -97,7 +98,8 @@ def _interpolation(session: Session) -> dict[str, Any]:
         entries[name] = interpolate(session, refs, name, ref_a, ref_b, grid, "interpolation")
     ts = grid.axes()["lambda"]
     figures = plot_interpolation(ts, {name: e["curves"] for name, e in entries.items()}, out / "figures" / "interpolation",
-                                 title=f"linear interpolation between models (BN: {cfg.evaluation.bn_mode})")
+                                 title=f"{model_on_data(cfg)}: linear interpolation between models (BN: {cfg.evaluation.bn_mode})",
+                                 ends=pairs)
     session.tracker.log_figures("interpolation", figures)
     plain = {name: {k: v for k, v in e.items() if k not in ("curves", "t")} for name, e in entries.items()}
     lines = [pair_line(name, e) for name, e in plain.items()]

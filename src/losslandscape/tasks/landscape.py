@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,8 @@ def _landscape(session: Session) -> dict[str, Any]:
             continue
         show_path = isinstance(direction_maker, TrajectoryPCA) and scan.kind == "plane"
         path_xy = trajectory_path(checkpoints, center, scan_directions) if show_path else None
-        figures = plot_scan(scan, results, out / "figures", cfg.task, shapes, path_xy)
+        axis_labels = pca_axis_labels(direction_maker, context) if show_path else None
+        figures = plot_scan(scan, results, out / "figures", cfg.task, shapes, path_xy, axis_labels)
         interactive = None
         if scan.kind == "plane":  # the surface to rotate (HTML, W&B panel) and to render (ParaView, Blender)
             interactive, shared = share_surface(results[0], out, bool(cfg.task.log_scale), path_xy)
@@ -124,7 +126,14 @@ def trajectory_path(checkpoints: Checkpoints, center: ParamDict, directions: lis
     return np.asarray(points)
 
 
-def plot_scan(scan, results: list[ScanResult], folder: Path, task_cfg: DictConfig, shapes: dict, path_xy) -> list[Path]:
+def pca_axis_labels(pca: TrajectoryPCA, context) -> tuple[str, str]:
+    """The trajectory-PCA plane's axes with the share of the path's variance each component explains (Li et al. 2018)."""
+    explained = pca.explained if pca.explained is not None else pca.components(context, 2)[1]  # kept from making the directions
+    return tuple(f"PC {i + 1} ({100 * float(explained[i]):.1f} % of the variance)" for i in range(2))
+
+
+def plot_scan(scan, results: list[ScanResult], folder: Path, task_cfg: DictConfig, shapes: dict, path_xy,
+              axis_labels: tuple[str, str] | None = None) -> list[Path]:
     """The figures of one configured scan: all its curves on one axis, or its surface or rings."""
     log_scale = bool(task_cfg.log_scale)
     split = results[0].provenance["splits"][0]
@@ -134,17 +143,20 @@ def plot_scan(scan, results: list[ScanResult], folder: Path, task_cfg: DictConfi
     result = results[0]
     if scan.kind == "ring":
         return plot_ring(result, folder / scan.name, split, log_scale)
-    return plot_contour(result, folder / f"{scan.name}_contour", split, int(task_cfg.contour_levels), log_scale, path_xy) + plot_surface(
+    labels = {"axis_labels": axis_labels} if axis_labels else {}
+    return plot_contour(result, folder / f"{scan.name}_contour", split, int(task_cfg.contour_levels), log_scale, path_xy, **labels) + plot_surface(
         result, folder / f"{scan.name}_surface", split, log_scale
     )
 
 
 def curve_title(name: str, shapes: dict[str, dict], split: str) -> str:
-    """``line: train v-basin, test v-basin`` for one curve; ``line: line0 v-basin, ... (train)`` for several."""
+    """The title's second line, the measured shapes: ``measured shape: v-basin (train), v-basin (test)``
+    for one curve; ``measured shapes (train loss): 3 v-basin, 1 v-side`` for several."""
     if len(shapes) == 1:
         (shape,) = shapes.values()
-        return f"{name}: " + ", ".join(f"{s} {v['label']}" for s, v in shape.items())
-    return f"{name}: " + ", ".join(f"{part} {shape[split]['label']}" for part, shape in shapes.items()) + f" ({split})"
+        return "measured shape: " + ", ".join(f"{v['label']} ({s})" for s, v in shape.items())
+    counts = Counter(shape[split]["label"] for shape in shapes.values())
+    return f"measured shapes ({split} loss): " + ", ".join(f"{n} {label}" for label, n in counts.most_common())
 
 
 def directions_needed(scan) -> int:

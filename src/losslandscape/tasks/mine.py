@@ -145,7 +145,7 @@ def mined_directions(session, stem, objective, miner, evaluator, theta, starts, 
                       for name in record["directions"]]
         return [{n: d[n].to(theta[n].dtype) for n in theta} for d in directions], record
     result: MiningResult = miner.mine(objective, evaluator, theta, starts(index, objective.num_directions), seed,
-                                      bool(session.cfg.progress))
+                                      bool(session.cfg.progress), label=f"run {index + 1}/{session.cfg.mining.runs}")
     directions = result.directions
     if objective.num_directions == 2:  # the plane's second axis exactly orthogonal (mining kept cos^2 ~ 0)
         directions = [directions[0], orthogonalize(directions[1], directions[0])]

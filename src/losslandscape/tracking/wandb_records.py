@@ -101,3 +101,24 @@ def finished_run_file(run_dir: str | Path, timeout: float = 60.0) -> Path:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} has no exit record after {timeout} s")
         time.sleep(0.2)
+
+
+def logged_run(path: str | Path) -> dict[str, Any]:
+    """Who the run is: ``id``, ``project``, ``entity``, ``group``, ``name``, ``job_type`` and its ``config``
+    (the run record's config with later config updates applied, W&B's own ``_wandb`` key left out)."""
+    run: dict[str, Any] = {"config": {}}
+    for record in read_records(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            r = record.run
+            run.update(id=r.run_id, project=r.project, entity=r.entity or None, group=r.run_group or None,
+                       name=r.display_name, job_type=r.job_type)
+            updates = r.config.update
+        elif kind == "config":
+            updates = record.config.update
+        else:
+            continue
+        for item in updates:
+            if item.key and item.key != "_wandb":
+                run["config"][item.key] = json.loads(item.value_json)
+    return run

@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from .sweep_jobs import flatten, with_scalar_headlines
+
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "online", "offline", "disabled")
@@ -180,7 +182,7 @@ class WandbTracker(NullTracker):
         self.run.log(payload)
 
     def log_summary(self, summary: dict[str, Any]) -> None:
-        self.run.summary.update(_flatten(summary))
+        self.run.summary.update(with_scalar_headlines(flatten(summary)))
 
     def log_files(self, name: str, kind: str, paths: list[Path], metadata: dict[str, Any] | None = None) -> None:
         """Checkpoints and directions as versioned artifacts (W&B stores identical content once)."""
@@ -231,12 +233,3 @@ def _scan_rows(result: Any) -> tuple[list[str], list[list[float]]]:
     data = np.stack(coords + [result.values[k].ravel() for k in keys] + [np.asarray(v, dtype=float).ravel() for v in extras.values()], axis=1)
     return columns, data.tolist()
 
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
