@@ -83,7 +83,7 @@ def panel(path: Path, width: float, height: float) -> Path:
 
 
 def test_the_gallery_is_one_figure_whose_rows_fill_its_width(tmp_path):
-    from losslandscape.tasks.figures import gallery_rows, plot_gallery
+    from losslandscape.plots.gallery import gallery_rows, plot_gallery
 
     shapes = [(8.0, 3.2), (4.6, 4.0), (4.6, 4.0), (8.5, 3.3), (5.2, 4.2), (9.6, 4.0), (4.6, 4.0)]  # the recipes' figure sizes
     entries = [{"gallery": {"title": f"recipe {i}"}, "panels": [panel(tmp_path / f"p{i}.png", w, h)]} for i, (w, h) in enumerate(shapes)]

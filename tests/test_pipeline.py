@@ -142,7 +142,8 @@ def test_bad_values_fail_before_training(tiny_config):
 def test_cli_help_lists_the_config_groups():
     result = subprocess.run([sys.executable, "run.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    assert "task: asymmetric_valley, figures, hessian, interpolation, landscape, mine, ntk, phase_plot, plot, shape_statistics, spawning, taxonomy, train" in result.stdout
+    assert ("task: asymmetric_valley, dashboard, figures, hessian, interpolation, landscape, mine, ntk, phase_plot, plot, report, "
+            "shape_statistics, spawning, taxonomy, train") in result.stdout
     for line in ["dataset: cifar10, cifar100, digits, fashion_mnist, gaussian_mixture, hf_disk, image_folder, mnist, mnist1d, "
                  "moons, tensors, text", "logger: none, wandb", "mining: base, ring, template, vvv_basin, w_peak",
                  "model: cnn, cnn1d, cnn_bn, custom, hf, mlp, mlp_mnist1d, resnet20, vgg11_bn, vgg16_bn",

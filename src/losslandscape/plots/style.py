@@ -76,7 +76,7 @@ def scan_context(result) -> str:
         words = direction_words(provenance["direction"])
         plural = len(getattr(result, "axes", {})) == 2 and words.endswith(" direction")  # a plane has two
         parts.append(words + ("s" if plural else ""))
-    elif result.kind == "interpolation":
+    elif getattr(result, "kind", None) == "interpolation":
         parts.append("linear interpolation")
     return ", ".join(parts) or result.name
 

@@ -134,18 +134,21 @@ def run_prefix(cfg: DictConfig, data: DataSplits) -> str:
 
 
 def why_not_reused(cfg: DictConfig, data: DataSplits, identity: dict[str, Any]) -> str | None:
-    """When a finished run of the same training config exists under another key: what changed since."""
-    for config_file in Path(cfg.cache_dir).glob(f"{run_prefix(cfg, data)}-*/identity.json"):
+    """When finished runs of the same training config exist under other keys: what changed since the
+    closest one (the fewest differences) was trained."""
+    closest = None
+    for identity_file in Path(cfg.cache_dir).glob(f"{run_prefix(cfg, data)}-*/identity.json"):
         try:
-            other = json.loads(config_file.read_text())
+            other = json.loads(identity_file.read_text())
         except (OSError, ValueError):
             continue
-        if other.get("config") == as_json(identity["config"]) and (config_file.parent / "final.pt").is_file():
-            changed = [what for key, what in (("data", "the data's content"), ("model_definition", "the model's definition"))
-                       if other.get(key) != identity[key]]
-            if changed:
-                return f"{' and '.join(changed)} changed since {config_file.parent.name} was trained"
-    return None
+        if other.get("config") != as_json(identity["config"]) or not (identity_file.parent / "final.pt").is_file():
+            continue
+        changed = [what for key, what in (("data", "the data's content"), ("model_definition", "the model's definition"))
+                   if other.get(key) != as_json(identity[key])]
+        if changed and (closest is None or len(changed) < len(closest[0])):
+            closest = (changed, identity_file.parent.name)
+    return None if closest is None else f"{' and '.join(closest[0])} changed since {closest[1]} was trained"
 
 
 @dataclass
