@@ -274,7 +274,6 @@ KILLED = {
                  "hessian.curvature.directions=3"], "hessian"),
     "taxonomy": (["task=taxonomy", "task.models=3", "task.curve.steps=300", "task.curve.save_every=50", "task.curve.points=11",
                   "hessian.trace.hutchpp_products=0", "hessian.trace.hutchinson_samples=10", "hessian.eigen.max_steps=30"], "taxonomy"),
-    "ntk": (["task=ntk", "train.epochs=4", "task.examples=40", "task.kernel=trace"], "ntk"),
 }
 
 

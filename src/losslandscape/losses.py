@@ -65,7 +65,9 @@ class Loss:
     def _sums_of_units(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         losses = self.unit_losses(outputs, targets)
         metrics = self.unit_metrics(outputs, targets) if self.metric else torch.zeros_like(losses)
-        return torch.stack([losses.sum(), metrics.sum(), torch.dot(losses, losses), torch.dot(metrics, metrics)])
+        # squares as (x * x).sum(), not torch.dot: BLAS's dot rounds by where x lies in memory, which
+        # differs between processes, and a resumed scan must match an uninterrupted one bit for bit
+        return torch.stack([losses.sum(), metrics.sum(), (losses * losses).sum(), (metrics * metrics).sum()])
 
     def units(self, targets: torch.Tensor) -> int:
         """How many units a batch's sums are over: its examples, unless the loss counts otherwise."""
@@ -128,7 +130,7 @@ class CrossEntropy(Loss):
     def sums_and_squares(self, outputs, targets):
         if self.label_smoothing:  # F.cross_entropy's summed reduction: kept, its squares from the unreduced one
             sums, losses = self.sums(outputs, targets), self.unit_losses(outputs, targets)
-            return torch.cat([sums, torch.dot(losses, losses)[None], sums[1:]])
+            return torch.cat([sums, (losses * losses).sum()[None], sums[1:]])
         return self._sums_of_units(outputs, targets)  # its sums: the same numbers as summed and summed_metric
 
     def check(self, outputs, targets, num_classes):
@@ -165,7 +167,7 @@ class TokenCrossEntropy(Loss):
         # the units are counted tokens; F.cross_entropy's summed reduction is kept for the means
         sums = self.sums(outputs, targets)
         losses = F.cross_entropy(outputs.flatten(0, -2), targets.flatten(), ignore_index=self.ignore_index, reduction="none")
-        return torch.cat([sums, torch.dot(losses, losses)[None], sums[1:]])  # 0/1 accuracy: its square is itself
+        return torch.cat([sums, (losses * losses).sum()[None], sums[1:]])  # 0/1 accuracy: its square is itself
 
     def units(self, targets):
         return int((targets != self.ignore_index).sum())

@@ -73,7 +73,8 @@ class ClassMajorHead:
         logits = self._logits(features)
         true_logits, log_normalizers = logits.gather(0, labels[None, :]), torch.logsumexp(logits, dim=0)
         losses, correct = log_normalizers - true_logits[0], self._correct(logits, labels)
-        return torch.stack([log_normalizers.sum() - true_logits.sum(), correct, torch.dot(losses, losses), correct])
+        # (losses * losses).sum(), not torch.dot (alignment-dependent rounding: see Loss._sums_of_units)
+        return torch.stack([log_normalizers.sum() - true_logits.sum(), correct, (losses * losses).sum(), correct])
 
     def _logits(self, features: torch.Tensor) -> torch.Tensor:
         weight, bias = self.layer.weight, self.layer.bias

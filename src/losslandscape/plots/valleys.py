@@ -19,7 +19,7 @@ def _finite(values) -> np.ndarray:
 
 
 def plot_asymmetry(ratios: list[float], table: dict[str, dict[str, dict[str, list[float]]]], split: str,
-                   directions: int, stem: str | Path) -> list[Path]:
+                   directions: int, stem: str | Path, context: str = "") -> list[Path]:
     """Asymmetry (mean over lambda > 0 minus mean over lambda < 0) of the loss and of the error against r:
     one line per noise distribution, error bars = standard deviation over the K directions."""
     with plt.rc_context(STYLE):
@@ -34,11 +34,14 @@ def plot_asymmetry(ratios: list[float], table: dict[str, dict[str, dict[str, lis
             axis.set(xlabel="sign-consistency ratio r", ylabel=f"asymmetry of the {unit}",
                      title=f"{split} {metric}: mean(" + r"$\lambda>0$" + ") - mean(" + r"$\lambda<0$" + ")")
             axis.legend(title=f"noise (K = {directions})")
+        if context:
+            figure.suptitle(f"Asymmetric valleys: {context}")
         figure.tight_layout()
         return save_figure(figure, stem)
 
 
-def plot_valley_curves(lambdas: np.ndarray, curves: dict[str, dict[float, np.ndarray]], split: str, stem: str | Path) -> list[Path]:
+def plot_valley_curves(lambdas: np.ndarray, curves: dict[str, dict[float, np.ndarray]], split: str, stem: str | Path,
+                       context: str = "") -> list[Path]:
     """Example curves: for each distribution, the loss along its first direction at every ratio r."""
     distributions = list(curves)
     with plt.rc_context(STYLE):
@@ -52,6 +55,8 @@ def plot_valley_curves(lambdas: np.ndarray, curves: dict[str, dict[float, np.nda
             axis.set(xlabel=r"$\lambda$ (> 0: sign-consistent side)", title=f"{distribution} noise, direction 0")
         axes[0][0].set_ylabel(f"{split} loss")
         axes[0][-1].legend()
+        if context:
+            figure.suptitle(f"Sign-consistent noise of ratio r: {context}")
         figure.tight_layout()
         return save_figure(figure, stem)
 

@@ -22,6 +22,7 @@ from ..directions.noise import DISTRIBUTIONS, SignConsistentDirection
 from ..files import write_json
 from ..landscape.scans import LineScan, run_scan
 from ..measures.sign_consistency import perturbed_names, sign_consistency, valley_asymmetry
+from ..plots.style import model_on_data
 from ..plots.valleys import plot_asymmetry, plot_valley_curves
 from ..progress import progress_bar
 from .common import Session, evaluators_for, require_accuracy, run_task, summary_head
@@ -92,8 +93,9 @@ def _asymmetric_valley(session: Session) -> dict[str, Any]:
     keys = [f"{split}_{metric}" for split in evaluators for metric in METRICS]
     table = summarize(rows, distributions, ratios, [*keys, "ssr"])
     write_json(out / "asymmetric_valley" / "asymmetry.json", {"rows": rows, "table": table, "ratios": ratios, "lambdas": lambdas})
-    figures = plot_asymmetry(ratios, table, str(task.split), count, out / "figures" / "valley_asymmetry")
-    figures += plot_valley_curves(lambdas, examples, str(task.split), out / "figures" / "valley_curves")
+    context = model_on_data(session.provenance()["config"])
+    figures = plot_asymmetry(ratios, table, str(task.split), count, out / "figures" / "valley_asymmetry", context)
+    figures += plot_valley_curves(lambdas, examples, str(task.split), out / "figures" / "valley_curves", context)
     session.tracker.log_figures("asymmetric_valley", figures)
     return {
         **summary_head(session, "asymmetric_valley"),

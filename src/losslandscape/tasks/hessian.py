@@ -31,6 +31,7 @@ from ..hessian import (
     weight_names,
 )
 from ..plots.hessian import plot_hessian_lens, plot_spectral_density
+from ..plots.style import model_on_data
 from .common import Session, evaluators_for, run_task, summary_head
 from .references import Checkpoints, direction_context, scanned_model
 
@@ -94,7 +95,7 @@ def _hessian(session: Session) -> dict[str, Any]:
     if best:
         summary["trace"], summary["trace_standard_error"] = best["estimate"], best["standard_error"]
 
-    figures = []
+    figures, heading = [], f"{model_on_data(session.provenance()['config'])}, {h.split} {session.loss.name}"
     if int(h.density.runs) > 0:
         steps = min(int(h.density.steps), operator.dim)
         quadrature = unit("density", {"runs": int(h.density.runs), "steps": steps},
@@ -104,7 +105,7 @@ def _hessian(session: Session) -> dict[str, Any]:
         density = spectral_density(nodes, weights, grid, h.density.sigma)
         write_npz(out / "density.npz", {"nodes": nodes, "weights": weights, "grid": grid, "density": density},
                   session.provenance(checkpoint=str(checkpoint_path), num_products=quadrature["num_products"], wall_time=quadrature["wall_time"]))
-        figures += plot_spectral_density(grid, density, nodes, session.output_dir / "figures" / "hessian_density")
+        figures += plot_spectral_density(grid, density, nodes, session.output_dir / "figures" / "hessian_density", heading)
         session.tracker.log_spectrum("hessian/density", nodes, weights, eigen)
         summary["density"] = {"runs": int(h.density.runs), "num_products": quadrature["num_products"], "wall_time": quadrature["wall_time"]}
 
@@ -113,7 +114,7 @@ def _hessian(session: Session) -> dict[str, Any]:
         lens = unit("lens", {"curvature": _container(h.curvature), "direction": _container(cfg.direction), "trace": summary.get("trace")},
                     lambda: hessian_lens(operator, evaluator, theta, direction_maker, context, h.curvature, summary.get("trace")))
         write_json(out / "curvature.json", lens)
-        figures += plot_hessian_lens(lens, session.output_dir / "figures" / "hessian_lens")
+        figures += plot_hessian_lens(lens, session.output_dir / "figures" / "hessian_lens", heading)
         summary["lens"] = {k: lens[k] for k in ("positive_fraction", "trace_over_dim", "mean_curvature")}
     session.tracker.log_figures("hessian", figures)
     summary["num_products"] = operator.num_products

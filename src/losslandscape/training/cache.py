@@ -235,7 +235,13 @@ def _train(cfg, config, key, data, directory, device, logger, progress) -> list[
     switch = spawn_switch(cfg, data, datamodule)
     if switch is not None:
         trainer.callbacks.append(switch)
-    trainer.fit(module, datamodule=datamodule)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    finally:
+        # Lightning leaves deterministic algorithms on after fit, and some CPU kernels round otherwise then:
+        # what a job measures must not depend on whether it trained in the same process
+        torch.use_deterministic_algorithms(deterministic)
     if switch is not None:
         write_json(directory / "spawn.json", switch.record)
     write_json(directory / "history.json", checkpointer.history)
