@@ -504,3 +504,12 @@ def pyhessian_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
         yield module.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=False)
     finally:
         release_pyhessian(model)
+
+
+def scan_afresh(scan, theta, directions, evaluators, path: Path, **settings):
+    """``run_scan`` timed as a computation: the file of the previous round is removed first, since the
+    result store would hand it back (same key) instead of evaluating the grid again."""
+    from losslandscape.landscape.scans import run_scan
+
+    Path(path).unlink(missing_ok=True)
+    return run_scan(scan, theta, directions, evaluators, path, **settings)

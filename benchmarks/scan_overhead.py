@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 from losslandscape.landscape.evaluator import Evaluator, parameters_of  # noqa: E402
-from losslandscape.landscape.scans import LineScan, run_scan  # noqa: E402
+from losslandscape.landscape.scans import LineScan  # noqa: E402
 
 GOAL = 0.15  # a scan costs less than 15 % more than N plain passes
 SHORTCUT_MB = {"off": 0.0, "on": 512.0}
@@ -75,8 +75,8 @@ def variants(model, x, y, batch_size, theta, d, scan, tmp: Path, quick: bool) ->
         return lambda: evaluators[mode].metrics_at(theta, [d], scan.coordinates())
 
     def scan_to_file(mode, ppb=1):
-        return lambda: run_scan(scan, theta, [d], {"train": evaluators[mode]}, tmp / f"line_{mode}_{ppb}.npz",
-                                points_per_batch=ppb, progress=False)
+        return lambda: C.scan_afresh(scan, theta, [d], {"train": evaluators[mode]}, tmp / f"line_{mode}_{ppb}.npz",
+                                     points_per_batch=ppb, progress=False)
 
     found = {
         "plain (forward + loss)": plain_loss,

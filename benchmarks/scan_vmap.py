@@ -40,7 +40,7 @@ import _common as C  # noqa: E402
 from losslandscape.landscape import first_layer  # noqa: E402
 from losslandscape.landscape.evaluator import Evaluator, parameters_of  # noqa: E402
 from losslandscape.landscape.point_workers import resolve_workers  # noqa: E402
-from losslandscape.landscape.scans import PlaneScan, run_scan  # noqa: E402
+from losslandscape.landscape.scans import PlaneScan  # noqa: E402
 
 CHUNKS = (1, 4, 16, 64)
 
@@ -53,7 +53,7 @@ def variant(model, x, y, batch_size, theta, dirs, scan, mb, ppb, workers, forced
         if forced:
             first_layer.MIN_FAN_IN_PER_DIRECTION = 0
         try:
-            return run_scan(scan, theta, dirs, {"train": evaluator}, path, points_per_batch=ppb, progress=False)
+            return C.scan_afresh(scan, theta, dirs, {"train": evaluator}, path, points_per_batch=ppb, progress=False)
         finally:
             first_layer.MIN_FAN_IN_PER_DIRECTION = saved
 

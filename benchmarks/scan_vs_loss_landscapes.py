@@ -70,7 +70,7 @@ import _common as C  # noqa: E402
 from losslandscape.data.digits import load_digits  # noqa: E402
 from losslandscape.landscape.evaluator import Evaluator, parameters_of  # noqa: E402
 from losslandscape.landscape.point_workers import resolve_workers  # noqa: E402
-from losslandscape.landscape.scans import PlaneScan, run_scan  # noqa: E402
+from losslandscape.landscape.scans import PlaneScan  # noqa: E402
 
 try:
     import loss_landscapes
@@ -110,7 +110,7 @@ def ours(model, theta, d1, d2, x, y, first_layer_mb, points_per_batch, workers, 
     scan = PlaneScan(x_span=(-SPAN, SPAN), y_span=(-SPAN, SPAN), x_points=STEPS, y_points=STEPS, orthogonalize=False)
     evaluator = Evaluator(model, x, y, batch_size=len(x), first_layer_mb=first_layer_mb, workers=workers)
     path = tmp / f"plane_{first_layer_mb:g}_{points_per_batch}_{workers}.npz"
-    return lambda: run_scan(scan, theta, [d1, d2], {"train": evaluator}, path, points_per_batch=points_per_batch, progress=False)
+    return lambda: C.scan_afresh(scan, theta, [d1, d2], {"train": evaluator}, path, points_per_batch=points_per_batch, progress=False)
 
 
 def compare_values(their_grid: np.ndarray, our_loss: np.ndarray) -> dict[str, float]:
