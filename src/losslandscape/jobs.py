@@ -95,11 +95,13 @@ def held(output_dir: Path, config_hash: str) -> Iterator[None]:
         raise JobBusy(f"another job{holder} is writing into {output_dir}; wait for it to finish, or give this one "
                       "another directory (output_dir=... or resume=false)") from None
     marker = output_dir / "job.json"
+    continued = marker.is_file()
     try:
         write_json(marker, {"config_hash": config_hash, "pid": os.getpid(), "started": time.time()})
         yield
-    except UserError:  # a mistake in the settings, found before any work: no run to continue
-        marker.unlink(missing_ok=True)
+    except UserError:  # a mistake in the settings, found before any work: no new run to continue
+        if not continued:
+            marker.unlink(missing_ok=True)
         raise
     finally:
         lock.release()
