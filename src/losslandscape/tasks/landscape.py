@@ -110,10 +110,10 @@ def label_curve(result: ScanResult, shapes_cfg: DictConfig, path: Path | None) -
         shape = shape_within_error(result.axes["lambda"], result.values[key], result.errors.get(key, np.full_like(result.values[key], np.nan)),
                                    float(shapes_cfg.prominence), float(shapes_cfg.flat_tolerance))
         labels[key.removesuffix("_loss")] = shape.to_dict()
-    if path is not None and result.provenance.get("shape") != as_json(labels):  # a file read back already has them
-        result.provenance["shape"] = labels
-        result.save(path)
+    changed = result.provenance.get("shape") != as_json(labels)  # a file read back already has them
     result.provenance["shape"] = labels
+    if path is not None and changed:
+        result.save(path)
     return labels
 
 

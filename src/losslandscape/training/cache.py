@@ -102,10 +102,11 @@ def parent_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.merge(cfg, {"train": {key: None for key in SPAWN_KEYS}})
 
 
-def run_directory(cfg: DictConfig, data: DataSplits) -> tuple[Path, str]:
-    """Where this config's checkpoints live, and its cache key. The name carries the seeds that differ
-    from ``seed`` and the spawn (``-init1``, ``-data2``, ``-spawn5d3``), only when they are set."""
-    key = stable_hash(cache_identity(cfg, data))
+def run_directory(cfg: DictConfig, data: DataSplits, identity: dict[str, Any] | None = None) -> tuple[Path, str]:
+    """Where this config's checkpoints live, and its cache key (of ``identity``, :func:`cache_identity` by
+    default). The name carries the seeds that differ from ``seed`` and the spawn (``-init1``, ``-data2``,
+    ``-spawn5d3``), only when they are set."""
+    key = stable_hash(identity or cache_identity(cfg, data))
     return Path(cfg.cache_dir) / f"{run_prefix(cfg, data)}-{key}", key
 
 
@@ -177,8 +178,8 @@ def train_or_reuse(
 ) -> TrainedRun:
     """Return the cached checkpoints of this config, training them first if no finished run exists."""
     check_seeds(cfg)
-    config, identity = training_config(cfg, data), cache_identity(cfg, data)
-    directory, key = run_directory(cfg, data)
+    config, identity = training_config(cfg, data), cache_identity(cfg, data)  # (the model is built once for it)
+    directory, key = run_directory(cfg, data, identity)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory) + ".lock"):
         if (directory / "final.pt").is_file():  # written last, so its presence means the run finished
