@@ -11,6 +11,10 @@ directions) is computed by, in one process and one run each:
     loss-landscapes  ``planar_interpolation`` 3.0.6 (its own, shifted grid: examples and time only)
     Li-style loop    per point: load the parameters, a ``DataLoader`` loop over the split (batch 128)
 
+Both references cost one full pass per point, whatever the point: ``--reference-points K`` times them
+on K points of one row instead (loss-landscapes' ``linear_interpolation``, the Li-style loop over
+one row) and scales seconds and examples to the whole plane, which the results file says.
+
 Reported per variant: seconds, examples evaluated (sum over points), the ratios against the
 exact plane, loss-landscapes and the Li-style loop, and the contour accuracy against the exact
 plane: the fraction of the crossings of 20 contour levels placed within one grid step
@@ -95,31 +99,42 @@ def loss_landscapes_plane(model, theta, directions, x, y, args) -> tuple[float, 
         models.append(copied)
     metric = loss_landscapes.metrics.Loss(F.cross_entropy, x, y)
     started = time.perf_counter()
-    loss_landscapes.planar_interpolation(*models, metric, steps=args.points, deepcopy_model=True)
+    if args.reference_points:  # one row of K points, scaled below: every point costs one full pass
+        loss_landscapes.linear_interpolation(models[0], models[1], metric, steps=args.reference_points, deepcopy_model=True)
+    else:
+        loss_landscapes.planar_interpolation(*models, metric, steps=args.points, deepcopy_model=True)
     _sync(args.device)
-    return time.perf_counter() - started, float(len(x) * args.points**2)
+    return _whole_plane(time.perf_counter() - started, len(x), args)
+
+
+def _whole_plane(seconds: float, examples: int, args) -> tuple[float, float]:
+    """Seconds and examples of the whole plane, from the points that were timed."""
+    timed = args.reference_points or args.points**2
+    return seconds * args.points**2 / timed, float(examples * args.points**2)
 
 
 def li_style_loop(model, theta, directions, x, y, args) -> tuple[float, float]:
     """Li et al.'s plot_surface loop: per point, copy the weights in and iterate a DataLoader."""
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=False)
     axis = np.linspace(-SPAN, SPAN, args.points)
+    points = [(a, b) for b in axis for a in axis]
+    if args.reference_points:
+        points = [(a, axis[0]) for a in np.linspace(-SPAN, SPAN, args.reference_points)]
     parameters = dict(model.named_parameters())
     started = time.perf_counter()
     with torch.no_grad():
-        for beta in axis:
-            for alpha in axis:
-                for name, p in parameters.items():
-                    p.copy_(theta[name] + alpha * directions[0][name] + beta * directions[1][name])
-                total, correct = 0.0, 0
-                for xb, yb in loader:
-                    logits = model(xb)
-                    total += F.cross_entropy(logits, yb, reduction="sum").item()
-                    correct += int((logits.argmax(1) == yb).sum())
+        for alpha, beta in points:
+            for name, p in parameters.items():
+                p.copy_(theta[name] + alpha * directions[0][name] + beta * directions[1][name])
+            total, correct = 0.0, 0
+            for xb, yb in loader:
+                logits = model(xb)
+                total += F.cross_entropy(logits, yb, reduction="sum").item()
+                correct += int((logits.argmax(1) == yb).sum())
         for name, p in parameters.items():
             p.copy_(theta[name])
     _sync(args.device)
-    return time.perf_counter() - started, float(len(x) * args.points**2)
+    return _whole_plane(time.perf_counter() - started, len(x), args)
 
 
 def _sync(device: str) -> None:
@@ -138,6 +153,8 @@ def main() -> None:
     parser.add_argument("--points-per-batch", type=int, default=1, help="vmap points for the exact plane (GPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-references", action="store_true", help="no loss-landscapes / Li-style loop")
+    parser.add_argument("--reference-points", type=int, default=0,
+                        help="time the references on this many points of one row, scaled to the plane (0: the whole plane)")
     parser.add_argument("--name", default="scan_precision", help="results/<name>.json")
     C.add_common_args(parser)
     args = parser.parse_args()
@@ -184,6 +201,7 @@ def main() -> None:
             "contours": best["contours_within_one_step"]}
     print(f"goal (>= 5x fewer examples, >= 3x faster than exact): {goal}")
     results = {"examples": args.examples, "points": args.points, "relative": args.relative, "batch_size": args.batch_size,
+               "reference_points_timed": args.reference_points or args.points**2,
                "device": args.device, "loss_at_theta": float(exact[args.points // 2, args.points // 2]),
                "loss_range": [float(np.nanmin(exact)), float(np.nanmax(exact))], "variants": variants, "goal": goal}
     print(f"wrote {C.write_results(args.name, results)}")

@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -264,16 +266,75 @@ def is_finished_unit(path: Path) -> bool:
         return False
 
 
+def finished_checkpoints(cache: Path) -> list[Path]:
+    """The training checkpoints a rerun must keep: all of a finished run, and of an unfinished one those
+    up to its resume point (a later epoch's file may be written again: its epoch is repeated)."""
+    found = []
+    for run in cache.glob("*/"):
+        if (run / "final.pt").is_file():
+            found += list(run.glob("*.pt"))
+        elif (run / "resume.ckpt").is_file():
+            epoch = torch.load(run / "resume.ckpt", weights_only=True)["epoch"] + 1
+            found += [run / "init.pt", *(p for p in run.glob("epoch_*.pt") if int(p.stem.split("_")[1]) <= epoch)]
+    return found
+
+
+def checkpoints_of(cache: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {str(p.relative_to(cache)): torch.load(p, weights_only=True)["state_dict"] for p in sorted(cache.glob("*/*.pt"))}
+
+
+def fake_taxonomy_sweep(folder: Path) -> list[str]:
+    """Finished taxonomy jobs of a 3 x 2 (width x batch size) sweep, two seeds each: what phase_plot reads."""
+    from test_taxonomy import fake_job
+
+    rng = np.random.default_rng(0)
+    for index, (width, batch, seed) in enumerate((w, b, s) for w in (0.5, 1, 2) for b in (32, 128) for s in (0, 1)):
+        fake_job(folder / "sweep" / f"job{index}", width, batch, seed, {m: float(rng.normal()) for m in ("cka", "mode_connectivity", "hessian_trace")})
+    return ["task=phase_plot", f"task.sweep_dir={folder / 'sweep'}"]
+
+
+def fake_recipes(folder: Path) -> list[str]:
+    """Finished figure recipes of one scale: what the figures task collects."""
+    from test_figures import fake_recipe
+
+    lam = np.linspace(-1, 1, 21)
+    for name, losses, label in (("fig_w_peak", 1 - lam**2 + lam**4, "w-peak"), ("fig_v_basin", lam**2, "v-basin"),
+                                ("fig_flat", 0 * lam, "flat")):
+        fake_recipe(folder / "experiments", name, lam, losses, label)
+    return ["task=figures", f"task.experiments_dir={folder / 'experiments'}", "task.variant=digits-cnn"]
+
+
+@dataclass
+class Killed:
+    settings: list[str]
+    started: str  # a glob in the user's folder: once it matches, real work has started
+    own_cache: bool = False  # the training is what is killed: the uninterrupted run trains in a cache of its own
+    inputs: Callable[[Path], list[str]] | None = None  # writes what a drawing task reads; gives its settings
+    delay: float = 0.6  # the kill comes at a random moment within this many seconds after work started
+    same: tuple[str, ...] = ()  # numbers of summary.json to compare (the arrays and checkpoints are compared anyway)
+
+
 KILLED = {
-    # task: (settings, the files whose appearance says real work has started)
-    "landscape": (["scan=plane", "scan.plane.x_points=21", "scan.plane.y_points=21", "evaluation.workers=2"], "surfaces"),
-    "mine": (["task=mine", "mining.runs=3", "mining.miner.steps=40", "mining.scan_points=21", "mining.plane_points=5",
-              "mining.saddle=false", "evaluation.splits=[train]"], "mining"),
-    "hessian": (["task=hessian", "hessian.eigen.top_k=2", "hessian.eigen.bottom_k=1", "hessian.trace.hutchinson_samples=20",
-                 "hessian.trace.hutchpp_products=30", "hessian.density.runs=2", "hessian.density.steps=20",
-                 "hessian.curvature.directions=3"], "hessian"),
-    "taxonomy": (["task=taxonomy", "task.models=3", "task.curve.steps=300", "task.curve.save_every=50", "task.curve.points=11",
-                  "hessian.trace.hutchpp_products=0", "hessian.trace.hutchinson_samples=10", "hessian.eigen.max_steps=30"], "taxonomy"),
+    "landscape": Killed(["scan=plane", "scan.plane.x_points=21", "scan.plane.y_points=21", "evaluation.workers=2"], "outputs/*/*/surfaces/*"),
+    "shape_statistics": Killed(["task=shape_statistics", "task.directions=8", "scan.line.points=21"], "outputs/*/*/curves/*"),
+    "hessian": Killed(["task=hessian", "hessian.eigen.top_k=2", "hessian.eigen.bottom_k=1", "hessian.trace.hutchinson_samples=20",
+                       "hessian.trace.hutchpp_products=30", "hessian.density.runs=2", "hessian.density.steps=20",
+                       "hessian.curvature.directions=3"], "outputs/*/*/hessian/*"),
+    "mine": Killed(["task=mine", "mining.runs=3", "mining.miner.steps=40", "mining.scan_points=21", "mining.plane_points=5",
+                    "mining.saddle=false", "evaluation.splits=[train]"], "outputs/*/*/mining/*"),
+    "asymmetric_valley": Killed(["task=asymmetric_valley", "task.directions=2", "task.points=11", "task.ratios=[0.0,0.5,1.0]",
+                                 "task.distributions=[gaussian,uniform]"], "outputs/*/*/curves/*"),
+    "interpolation": Killed(["task=interpolation", "task.pairs=[[init_to_final,init,final],[to_epoch_1,epoch:1,final]]",
+                             "task.points=21"], "outputs/*/*/curves/*"),
+    "spawning": Killed(["task=spawning", "task.spawn_epochs=[1]", "task.points=5", "train.epochs=3"], "cache/*spawn*/resume.ckpt", own_cache=True),
+    "taxonomy": Killed(["task=taxonomy", "task.models=3", "task.curve.steps=300", "task.curve.save_every=50", "task.curve.points=11",
+                        "hessian.trace.hutchpp_products=0", "hessian.trace.hutchinson_samples=10", "hessian.eigen.max_steps=30"],
+                       "outputs/*/*/taxonomy/*"),
+    "ntk": Killed(["task=ntk", "task.examples=40", "train.epochs=4"], "outputs/*/*/ntk/*"),
+    "phase_plot": Killed([], "outputs/*/*/job.json", inputs=fake_taxonomy_sweep, delay=0.3, same=("cells", "loads", "temperatures")),
+    "figures": Killed([], "outputs/*/*/job.json", inputs=fake_recipes, delay=0.3, same=("experiments", "missing_panels")),
+    "train": Killed(["task=train", "train.epochs=4"], "cache/*/resume.ckpt", own_cache=True,
+                    same=("train_accuracy", "test_accuracy", "history")),
 }
 
 
@@ -281,22 +342,24 @@ KILLED = {
 def test_a_job_killed_with_sigkill_continues_when_the_same_command_is_rerun(tmp_path, task):
     """Killed at a random moment after real work started, the same command (from the user's own folder,
     no output directory given) continues in the killed run's directory, recomputes none of its finished
-    files, leaves no worker behind, and ends with the numbers of an uninterrupted run."""
-    settings, marker = KILLED[task]
+    files (results, or training checkpoints up to the resume point), leaves no worker behind, and ends
+    with the numbers of an uninterrupted run (every array, every checkpoint, bit for bit)."""
+    spec = KILLED[task]
+    settings = spec.settings + (spec.inputs(tmp_path) if spec.inputs else [])
     epochs = [] if any(o.startswith("train.epochs=") for o in settings) else ["train.epochs=2"]
-    common = [sys.executable, str(REPO / "run.py"), "logger=none", "progress=false", *epochs, "model=mlp",
-              f"cache_dir={tmp_path / 'cache'}", "seed=3", *settings]
+    common = [sys.executable, str(REPO / "run.py"), "logger=none", "progress=false", *epochs, "model=mlp", "seed=3", *settings]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    clean = tmp_path / "clean"
-    subprocess.run([*common, f"hydra.run.dir={clean}"], check=True, env=env, capture_output=True, timeout=600)
+    clean, cache = tmp_path / "clean", tmp_path / "user" / "cache"
+    clean_cache = tmp_path / "clean-cache" if spec.own_cache else cache
+    subprocess.run([*common, f"hydra.run.dir={clean}", f"cache_dir={clean_cache}"], check=True, env=env, capture_output=True, timeout=600)
     user = tmp_path / "user"
-    user.mkdir()
-    command = [*common, f"outputs_root={user / 'outputs'}"]
+    user.mkdir(exist_ok=True)
+    command = [*common, f"outputs_root={user / 'outputs'}", f"cache_dir={cache}"]
     job = subprocess.Popen(command, cwd=user, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = time.monotonic()
-    while not list((user / "outputs").glob(f"*/*/{marker}/*")) and job.poll() is None and time.monotonic() - started < 300:
+    while not list(user.glob(spec.started)) and job.poll() is None and time.monotonic() - started < 300:
         time.sleep(0.02)
-    time.sleep(np.random.default_rng(zlib.crc32(task.encode())).uniform(0.0, 0.6))  # a random moment, the same in every run
+    time.sleep(np.random.default_rng(zlib.crc32(task.encode())).uniform(0.0, spec.delay))  # a random moment, the same in every run
     workers = children_of(job.pid)
     assert job.poll() is None, "the job finished before it could be killed: give it more work"
     job.send_signal(signal.SIGKILL)
@@ -307,11 +370,17 @@ def test_a_job_killed_with_sigkill_continues_when_the_same_command_is_rerun(tmp_
     assert not [w for w in workers if alive(w)], "point workers outlived their killed parent"
     (run,) = [p.parent for p in (user / "outputs").glob("*/*/job.json")]
     finished = {p: p.stat().st_mtime_ns for p in run.rglob("*") if is_finished_unit(p)}
-    assert finished or list(run.rglob("*.partial.npz")) or list(run.rglob("*-state.pt")), "killed before any resumable work was saved"
+    if spec.own_cache:
+        finished |= {p: p.stat().st_mtime_ns for p in finished_checkpoints(cache)}
+        assert list(cache.glob("*/resume.ckpt")), "killed before the first epoch was saved"
+    elif not spec.inputs:
+        assert finished or list(run.rglob("*.partial.npz")) or list(run.rglob("*-state.pt")), "killed before any resumable work was saved"
     time.sleep(1.1)  # a new run directory would get another time stamp
     rerun = subprocess.run(command, cwd=user, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"continuing the unfinished run of this config in {run}" in rerun.stdout
+    if spec.own_cache:
+        assert "== continuing the training of" in rerun.stdout
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # finished units were read back, not recomputed
     expected, got = arrays_of(clean), arrays_of(run)
     assert expected.keys() == got.keys()
@@ -319,4 +388,13 @@ def test_a_job_killed_with_sigkill_continues_when_the_same_command_is_rerun(tmp_
         for key, value in expected[name].items():
             if key != "provenance":
                 np.testing.assert_array_equal(got[name][key], value, err_msg=f"{name}:{key}")
-    assert json.loads((run / "summary.json").read_text())["task"] == task
+    if spec.own_cache:
+        expected, got = checkpoints_of(clean_cache), checkpoints_of(cache)
+        assert expected.keys() == got.keys() and not list(cache.glob("*/resume.ckpt"))  # finished: no resume point left
+        for name in expected:
+            for key, value in expected[name].items():
+                assert torch.equal(got[name][key], value), f"{name}:{key}"
+    figures = lambda folder: sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png"))  # noqa: E731
+    assert figures(run) == figures(clean)
+    summary, expected = (json.loads((folder / "summary.json").read_text()) for folder in (run, clean))
+    assert summary["task"] == task and {k: summary[k] for k in spec.same} == {k: expected[k] for k in spec.same}

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from typing import Any, Iterable, TextIO
 
-import pytorch_lightning as pl
 from tqdm.auto import tqdm
 
 EVERY_S = 30.0  # seconds between two progress lines of one bar in a log file (`progress_every_s`)
@@ -59,29 +57,3 @@ def progress_bar(iterable: Iterable | None = None, stream: TextIO | None = None,
     # miniters=1: the clock alone decides (tqdm's adaptive skipping would stretch the gaps); leave: the last state stays
     quiet = dict(mininterval=EVERY_S, maxinterval=EVERY_S, delay=EVERY_S, miniters=1, leave=True, dynamic_ncols=False, ascii=True)
     return tqdm(iterable, file=LineStream(stream), **{**options, **quiet})
-
-
-class EpochLines(pl.Callback):
-    """One line per training epoch for log files: the epoch, its metrics and its time."""
-
-    def __init__(self, stream: TextIO | None = None):
-        self.stream, self.started = stream, time.perf_counter()
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.started = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.endswith(("_step", "_epoch"))}  # k_epoch == k
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
-        stream = sys.stderr if self.stream is None else self.stream
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {shown} ({time.perf_counter() - self.started:.1f} s)",
-              file=stream, flush=True)
-
-
-def training_progress(enabled: bool) -> tuple[bool, list[pl.Callback]]:
-    """``(enable_progress_bar, callbacks)`` for a Lightning trainer: its live bar on a terminal, epoch lines elsewhere."""
-    if not enabled:
-        return False, []
-    if interactive():  # tqdm's bar, as the scans': Lightning would pick a Rich bar wherever `rich` happens to be installed
-        return True, [pl.callbacks.TQDMProgressBar()]
-    return False, [EpochLines()]

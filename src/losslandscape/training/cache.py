@@ -7,7 +7,7 @@ Seeds: ``seed`` fixes everything unless ``train.init_seed`` (initialization, and
 randomness drawn from the global generator during training, e.g. dropout) or ``train.data_seed``
 (the shuffle order of the epochs) says otherwise. ``train.spawn_epoch`` / ``train.spawn_data_seed``
 make the run a *child* (Fort et al. 2020): the parent's first ``spawn_epoch`` epochs, then the
-child's own data order (see :func:`spawn_switch`). Seeds that are null or equal to ``seed`` are left
+child's own data order (see :func:`losslandscape.training.fit.spawn_switch`). Seeds that are null or equal to ``seed`` are left
 out of the cache key, so configs written before these keys existed keep their cached checkpoints.
 """
 
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from filelock import FileLock
 from hydra.utils import instantiate
@@ -29,9 +28,6 @@ from ..data.splits import DataSplits
 from ..files import as_json, stable_hash, write_json
 from ..losses import Loss, as_loss
 from ..models.building import build_model, output_size
-from ..progress import training_progress
-from .checkpoints import save_checkpoint
-from .lightning import SupervisedModule, DataOrderSwitch, EpochCheckpointer, SplitsDataModule
 
 SEED_KEYS = ("init_seed", "data_seed")
 SPAWN_KEYS = ("spawn_epoch", "spawn_data_seed")
@@ -154,7 +150,8 @@ def why_not_reused(cfg: DictConfig, data: DataSplits, identity: dict[str, Any]) 
 
 @dataclass
 class TrainedRun:
-    """The cached checkpoints of one training config: ``init.pt``, ``epoch_NNN.pt``, ``final.pt``."""
+    """The cached checkpoints of one training config: ``init.pt``, ``epoch_NNN.pt``, ``final.pt``
+    (and, while the run is unfinished, ``resume.ckpt``: a killed run continues after its last epoch)."""
 
     directory: Path
     key: str
@@ -190,82 +187,12 @@ def train_or_reuse(
             print(f"== training anew: {reason}")
         directory.mkdir(parents=True, exist_ok=True)
         write_json(directory / "identity.json", identity)
-        history = _train(cfg, config, key, data, directory, device, logger, progress)
+        from .fit import fit_run  # Lightning (seconds to import) only when a run is trained, not when it is reused
+
+        history = fit_run(cfg, config, key, data, directory, device, logger, progress)
         return TrainedRun(directory, key, history, reused=False)
-
-
-def _train(cfg, config, key, data, directory, device, logger, progress) -> list[dict[str, float]]:
-    seeds = effective_seeds(cfg)
-    pl.seed_everything(seeds["init_seed"], workers=True, verbose=False)
-    model = build_model(cfg.model, data.input_shape, output_size(data))
-    metadata = {
-        "model": config["model"],
-        "dataset": config["dataset"],
-        "train": config["train"],
-        "seed": config["seed"],
-        "train_key": key,
-        "input_shape": list(data.input_shape),
-        "num_classes": output_size(data),
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json(directory / "config.json", config)
-    save_checkpoint(directory / "init.pt", model, {**metadata, "epoch": 0})
-    train = cfg.train
-    module = SupervisedModule(
-        model, instantiate(train.optimizer), train.schedule, train.epochs, train.step_size, train.gamma, training_loss(cfg)
-    )
-    checkpointer = EpochCheckpointer(directory, train.checkpoint_every, metadata)
-    show_bar, progress_callbacks = training_progress(progress)  # a live bar on a terminal, a line per epoch in a log
-    trainer = pl.Trainer(
-        max_epochs=int(train.epochs),
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=[device.index or 0] if device.type == "cuda" else 1,
-        deterministic=True,
-        logger=logger if logger is not None else False,
-        enable_checkpointing=False,
-        enable_progress_bar=show_bar,
-        callbacks=progress_callbacks,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=int(train.log_every_n_steps),
-    )
-    torch.set_float32_matmul_precision("highest")
-    trainer.callbacks.append(checkpointer)
-    spawned_at_init = train.get("spawn_epoch") == 0
-    datamodule = SplitsDataModule(data, int(train.batch_size), int(train.spawn_data_seed) if spawned_at_init else seeds["data_seed"])
-    switch = spawn_switch(cfg, data, datamodule)
-    if switch is not None:
-        trainer.callbacks.append(switch)
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    try:
-        trainer.fit(module, datamodule=datamodule)
-    finally:
-        # Lightning leaves deterministic algorithms on after fit, and some CPU kernels round otherwise then:
-        # what a job measures must not depend on whether it trained in the same process
-        torch.use_deterministic_algorithms(deterministic)
-    if switch is not None:
-        write_json(directory / "spawn.json", switch.record)
-    write_json(directory / "history.json", checkpointer.history)
-    save_checkpoint(directory / "final.pt", model, {**metadata, "epoch": int(train.epochs), "metrics": checkpointer.history[-1] if checkpointer.history else {}})
-    return checkpointer.history
 
 
 def training_loss(cfg: DictConfig) -> Loss:
     """The configured loss (cross-entropy when the config has no ``loss`` group)."""
     return as_loss(instantiate(cfg.loss) if cfg.get("loss") is not None else None)
-
-
-def spawn_switch(cfg: DictConfig, data: DataSplits, datamodule: SplitsDataModule) -> DataOrderSwitch | None:
-    """How a child is trained (Fort et al. 2020): it re-runs its parent's first ``spawn_epoch`` epochs
-    exactly (same initialization, data order, optimizer and schedule, so the optimizer state at the
-    spawn point is the parent's, momentum included; checkpoints do not store optimizer states), then
-    continues with its own data order from ``spawn_data_seed``. At the spawn point the weights are
-    compared with the parent's saved checkpoint, when the parent has one, and replaced by it if they
-    differ (non-deterministic kernels): the child then starts from the parent's checkpoint exactly.
-    """
-    spawn = cfg.train.get("spawn_epoch")
-    if spawn is None:
-        return None
-    parent_dir, parent_key = run_directory(parent_config(cfg), data)
-    saved = parent_dir / ("init.pt" if int(spawn) == 0 else f"epoch_{int(spawn):03d}.pt")
-    return DataOrderSwitch(datamodule, int(spawn), int(cfg.train.spawn_data_seed), saved, parent_key)

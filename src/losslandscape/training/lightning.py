@@ -1,16 +1,21 @@
-"""Lightning adapters: the training module, the in-memory data module, the epoch checkpointer."""
+"""Lightning adapters: the training module, the in-memory data module, the epoch checkpointer, the
+resume point, the training's progress."""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..data.splits import DataSplits
+from ..files import atomic_path
 from ..losses import Loss, as_loss
+from ..progress import interactive
 from .checkpoints import save_checkpoint
 
 SCHEDULES = ("cosine", "step", "constant")
@@ -75,7 +80,8 @@ class SplitsDataModule(pl.LightningDataModule):
 
     Every epoch draws its order from the one ``generator`` (a base-seed draw by the DataLoader, then
     a permutation), so the order of epoch e depends on the seed and on e; :class:`DataOrderSwitch`
-    reseeds that generator between two epochs to give a spawned child its own order.
+    reseeds that generator between two epochs to give a spawned child its own order. The generator's
+    state is part of Lightning's checkpoint, so a resumed run draws the orders it would have drawn.
     """
 
     def __init__(self, data: DataSplits, batch_size: int, seed: int):
@@ -84,9 +90,18 @@ class SplitsDataModule(pl.LightningDataModule):
             raise ValueError(f"train.batch_size must be positive, got {batch_size}")
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.generator = torch.Generator().manual_seed(seed)
+        self.restored = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"data_order": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["data_order"])
+        self.restored = True
 
     def train_dataloader(self) -> DataLoader:
-        self.generator.manual_seed(self.seed)
+        if not self.restored:  # a fresh fit starts from the seed; a resumed one where its checkpoint left off
+            self.generator.manual_seed(self.seed)
         dataset = TensorDataset(self.data.train_x, self.data.train_y)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, generator=self.generator)
 
@@ -110,8 +125,15 @@ class DataOrderSwitch(pl.Callback):
         self.record: dict[str, Any] = {"spawn_epoch": self.epoch, "spawn_data_seed": self.seed, "parent_key": parent_key,
                                        "parent_checkpoint": str(self.parent)}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"record": self.record}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.record = state["record"]
+
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if self.epoch == 0:  # spawned at initialization: the data module already serves the child's order
+        # spawned at initialization: the data module already serves the child's order (a resumed run is past it)
+        if self.epoch == 0 and trainer.current_epoch == 0:
             self._compare_with_parent(module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -139,6 +161,12 @@ class EpochCheckpointer(pl.Callback):
         self.directory, self.every, self.metadata = Path(directory), max(int(every), 1), metadata
         self.history: list[dict[str, float]] = []
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state["history"])
+
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith(("loss_epoch", "accuracy", "r2")) or k == "test/loss"}
@@ -146,3 +174,57 @@ class EpochCheckpointer(pl.Callback):
         self.history.append({"epoch": epoch, **metrics})
         if epoch % self.every == 0 or epoch == trainer.max_epochs:
             save_checkpoint(self.directory / f"epoch_{epoch:03d}.pt", module.model, {**self.metadata, "epoch": epoch, "metrics": metrics})
+
+
+class ResumePoint(pl.Callback):
+    """Saves the whole training state after every epoch into ``path`` (Lightning's checkpoint: weights,
+    optimizer and schedule, loop counters, every callback's and the data module's state, plus the global
+    random generators, which draw e.g. dropout masks): a killed run resumed from it (``ckpt_path=``)
+    trains on exactly as an uninterrupted one, repeating only the epoch it was killed in.
+
+    Added after every other callback, so what it saves includes their end-of-epoch changes (a spawned
+    child's new data order)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        with atomic_path(self.path) as tmp:  # a kill while saving keeps the previous epoch's resume point
+            trainer.save_checkpoint(tmp)
+
+
+class EpochLines(pl.Callback):
+    """One line per training epoch for log files: the epoch, its metrics and its time."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream, self.started = stream, time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.endswith(("_step", "_epoch"))}  # k_epoch == k
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+        stream = sys.stderr if self.stream is None else self.stream
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {shown} ({time.perf_counter() - self.started:.1f} s)",
+              file=stream, flush=True)
+
+
+def training_progress(enabled: bool) -> tuple[bool, list[pl.Callback]]:
+    """``(enable_progress_bar, callbacks)`` for a Lightning trainer: its live bar on a terminal, epoch lines elsewhere."""
+    if not enabled:
+        return False, []
+    if interactive():  # tqdm's bar, as the scans': Lightning would pick a Rich bar wherever `rich` happens to be installed
+        return True, [pl.callbacks.TQDMProgressBar()]
+    return False, [EpochLines()]
