@@ -9,7 +9,9 @@ import torch
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
+from losslandscape import progress
 from losslandscape.allocator import keep_freed_memory
+from losslandscape.jobs import continue_unfinished_sweep
 from losslandscape.validation import check_command_line, exit_on_user_error
 
 # the user's own modules (model=custom model._target_=my_models.Net, loss.fn=...) import from the launch directory
@@ -22,8 +24,6 @@ OmegaConf.register_new_resolver("gpu_slots", lambda: max(torch.cuda.device_count
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     keep_freed_memory()  # CPU scans: no page faults for the same activations at every grid point
-    from losslandscape import progress  # imports Lightning: only after Hydra has set up logging, or Lightning keeps its own handler
-
     progress.configure(cfg.progress_every_s)  # how often a log file gets a progress line
     # a user's mistake ends the job with its message and exit code 2; Hydra would print a traceback
     exit_on_user_error(lambda: get_method(cfg.task._target_)(cfg))
@@ -31,5 +31,8 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     # Hydra reports a key typo at compose time, before main runs: compose once first to suggest the closest key
-    exit_on_user_error(lambda: check_command_line(str(Path(__file__).parent / "conf"), "config", sys.argv[1:]))
+    conf = Path(__file__).parent / "conf"
+    exit_on_user_error(lambda: check_command_line(str(conf), "config", sys.argv[1:]))
+    # a killed multirun, rerun as it was typed, continues in its own folder
+    sys.argv[1:] = continue_unfinished_sweep(sys.argv[1:], OmegaConf.load(conf / "config.yaml").outputs_root)
     main()

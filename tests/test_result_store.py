@@ -19,9 +19,10 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from losslandscape.errors import UserError
-from losslandscape.jobs import JobBusy, config_hash, held
+from losslandscape.jobs import SWEEP_FINISHED, JobBusy, config_hash, continue_unfinished_sweep, held
 from losslandscape.landscape.evaluator import Evaluator, parameters_of
 from losslandscape.landscape.scans import LineScan, ScanResult, run_scan, scan_fingerprint
 from losslandscape.losses import CrossEntropy
@@ -398,3 +399,55 @@ def test_a_job_killed_with_sigkill_continues_when_the_same_command_is_rerun(tmp_
     assert figures(run) == figures(clean)
     summary, expected = (json.loads((folder / "summary.json").read_text()) for folder in (run, clean))
     assert summary["task"] == task and {k: summary[k] for k in spec.same} == {k: expected[k] for k in spec.same}
+
+
+def saved_sweep(folder: Path, overrides: list[str], finished: bool = False) -> Path:
+    """A sweep folder as Hydra leaves it (its multirun.yaml), marked finished or not."""
+    folder.mkdir(parents=True)
+    (folder / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": overrides, "hydra": []}}}))
+    if finished:
+        (folder / SWEEP_FINISHED).write_text("{}")
+    return folder
+
+
+def test_a_rerun_multirun_continues_the_newest_unfinished_sweep_of_the_same_command(tmp_path, capsys):
+    outputs = tmp_path / "outputs"
+    command = ["task=landscape", "seed=0,1"]
+    saved_sweep(outputs / "multirun" / "2026-12-01" / "09-00-00", command, finished=True)
+    older = saved_sweep(outputs / "multirun" / "2026-12-01" / "10-00-00", command)
+    saved_sweep(outputs / "multirun" / "2026-12-01" / "11-00-00", ["task=landscape", "seed=0,1,2"])  # another command
+    os.utime(older / "multirun.yaml", (1, 1))
+    newest = saved_sweep(outputs / "multirun" / "2026-12-01" / "12-00-00", command)
+    assert continue_unfinished_sweep(["-m", *command], str(outputs)) == ["-m", *command, f"hydra.sweep.dir={newest.resolve()}"]
+    assert f"continuing the unfinished sweep of this command in {newest}" in capsys.readouterr().out
+    for argv in (command, ["-m", *command, "resume=false"], ["-m", *command, "hydra.sweep.dir=mine"], ["-m", "task=landscape", "seed=0,2"]):
+        assert continue_unfinished_sweep(argv, str(outputs)) == argv  # a single run, a fresh start, a chosen folder, another sweep
+    (newest / SWEEP_FINISHED).write_text("{}")
+    assert continue_unfinished_sweep(["-m", *command], str(outputs)) == ["-m", *command, f"hydra.sweep.dir={older.resolve()}"]
+
+
+def test_a_multirun_killed_after_its_first_job_continues_in_its_folder_when_rerun(tmp_path):
+    """Rerun as typed, the killed sweep continues in place: the finished job is skipped with its files
+    untouched, the others run, and the folder is marked finished (a later rerun would start anew)."""
+    command = [sys.executable, str(REPO / "run.py"), "-m", "task=landscape", "scan=line", "scan.line.points=5,7,9", "logger=none",
+               "progress=false", "train.epochs=1", "model=mlp", f"cache_dir={tmp_path / 'cache'}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    job = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.monotonic()
+    while not list(tmp_path.glob("outputs/multirun/*/*/0/summary.json")) and job.poll() is None and time.monotonic() - started < 300:
+        time.sleep(0.02)
+    assert job.poll() is None, "the sweep finished before it could be killed"
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    (sweep,) = [p.parent for p in tmp_path.glob("outputs/multirun/*/*/multirun.yaml")]
+    first = {p: p.stat().st_mtime_ns for p in [sweep / "0" / "summary.json", *(sweep / "0").glob("[cf]*/*")]}  # results, figures
+    assert not (sweep / SWEEP_FINISHED).exists()
+    time.sleep(1.1)  # a new sweep folder would get another time stamp
+    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"continuing the unfinished sweep of this command in {sweep}" in rerun.stdout
+    assert f"already finished in {sweep / '0'}, skipped" in rerun.stdout
+    assert [p.parent for p in tmp_path.glob("outputs/multirun/*/*/multirun.yaml")] == [sweep]
+    assert {p: p.stat().st_mtime_ns for p in first} == first
+    points = [len(np.load(sweep / str(n) / "curves" / "line.npz")["axis_lambda"]) for n in range(3)]
+    assert points == [5, 7, 9] and (sweep / SWEEP_FINISHED).is_file()

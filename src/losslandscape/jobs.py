@@ -3,8 +3,9 @@ finished by its summary.
 
 Rerunning the command of a killed job continues that job: its directory (found under the outputs
 folder by the config's hash, which does not depend on the directory) holds every finished result,
-and the result store (:mod:`losslandscape.store`) reuses them. ``resume=false`` starts fresh in a new
-directory. A job holds ``job.lock`` in its directory while it runs (an OS lock: released when the
+and the result store (:mod:`losslandscape.store`) reuses them. Rerunning a killed multirun continues its
+sweep folder (:func:`continue_unfinished_sweep`): finished jobs are skipped, the killed one continues.
+``resume=false`` starts fresh in a new directory. A job holds ``job.lock`` in its directory while it runs (an OS lock: released when the
 process dies, however it dies), so a second job cannot write into the same directory at once.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # settings that change where or how visibly a job runs, not what it computes
 NOT_IN_HASH = ("output_dir", "outputs_root", "resume", "progress", "progress_every_s", "cache_dir")
+
+SWEEP_FINISHED = "sweep_finished.json"  # in a multirun's folder once all its jobs returned
 
 # where Hydra puts runs below the outputs folder (conf/config.yaml): <date>/<time> and multirun/<date>/<time>/<job>
 RUN_DIRECTORIES = ("*/*/job.json", "multirun/*/*/*/job.json")
@@ -118,3 +122,41 @@ def finished_summary(output_dir: str | Path, key: str) -> dict[str, Any] | None:
     """The summary of a job that already finished in ``output_dir`` under this key (the config's hash and
     the data's content), else ``None``: a restarted sweep skips such jobs."""
     return load_record(Path(output_dir) / "summary.json", key)
+
+
+class MarkSweepFinished(Callback):
+    """Hydra callback (conf/config.yaml): a multirun whose jobs all returned marks its folder finished,
+    so that rerunning its command starts a new sweep instead of continuing this one."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        write_json(Path(config.hydra.sweep.dir) / SWEEP_FINISHED, {"finished": time.time()})
+
+
+def continue_unfinished_sweep(argv: list[str], outputs_root: str) -> list[str]:
+    """``argv`` of a multirun that did not choose its folder, plus ``hydra.sweep.dir=`` of the newest
+    unfinished sweep of the same command under the outputs folder, if there is one: a rerun after a
+    kill continues that sweep in place (finished jobs are skipped, the killed one continues)."""
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if not args.multirun:
+        return list(argv)
+    given = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[-1] for o in args.overrides}
+    if {"hydra.sweep.dir", "output_dir"} & set(given) or given.get("resume", "true").lower() in ("false", "0", "no", "off"):
+        return list(argv)
+    command = [o for o in args.overrides if not o.lstrip("+~").startswith("hydra.")]  # Hydra's own list of them
+    found = []
+    for saved in Path(given.get("outputs_root", outputs_root)).glob("multirun/*/*/multirun.yaml"):
+        if (saved.parent / SWEEP_FINISHED).is_file():
+            continue
+        try:
+            same = list(OmegaConf.load(saved).hydra.overrides.task) == command
+        except Exception:  # noqa: BLE001 - not a readable sweep record: not this command's sweep
+            continue
+        if same:
+            found.append((saved.stat().st_mtime, saved.parent))
+    if not found:
+        return list(argv)
+    sweep = max(found)[1].resolve()
+    print(f"== continuing the unfinished sweep of this command in {sweep} (resume=false starts a fresh one)")
+    return [*argv, f"hydra.sweep.dir={sweep}"]
