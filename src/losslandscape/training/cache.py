@@ -7,8 +7,9 @@ Seeds: ``seed`` fixes everything unless ``train.init_seed`` (initialization, and
 randomness drawn from the global generator during training, e.g. dropout) or ``train.data_seed``
 (the shuffle order of the epochs) says otherwise. ``train.spawn_epoch`` / ``train.spawn_data_seed``
 make the run a *child* (Fort et al. 2020): the parent's first ``spawn_epoch`` epochs, then the
-child's own data order (see :func:`losslandscape.training.fit.spawn_switch`). Seeds that are null or equal to ``seed`` are left
-out of the cache key, so configs written before these keys existed keep their cached checkpoints.
+child's own data order (see :func:`losslandscape.training.fit.spawn_switch`). Seeds that are null or
+equal to ``seed`` are left out of the cache key, so configs written before these keys existed keep
+their cached checkpoints. The training itself (Lightning) is :mod:`losslandscape.training.fit`.
 """
 
 from __future__ import annotations
