@@ -3,10 +3,11 @@ finished by its summary.
 
 Rerunning the command of a killed job continues that job: its directory (found under the outputs
 folder by the config's hash, which does not depend on the directory) holds every finished result,
-and the result store (:mod:`losslandscape.store`) reuses them. Rerunning a killed multirun continues its
-sweep folder (:func:`continue_unfinished_sweep`): finished jobs are skipped, the killed one continues.
-``resume=false`` starts fresh in a new directory. A job holds ``job.lock`` in its directory while it runs (an OS lock: released when the
-process dies, however it dies), so a second job cannot write into the same directory at once.
+and the result store (:mod:`losslandscape.store`) reuses them. Rerunning a killed multirun continues
+its sweep folder (:func:`continue_unfinished_sweep`): finished jobs are skipped, the killed one
+continues. ``resume=false`` starts fresh in a new directory. A job holds ``job.lock`` in its directory
+while it runs (an OS lock: released when the process dies, however it dies), so a second job cannot
+write into the same directory at once.
 """
 
 from __future__ import annotations

@@ -93,7 +93,9 @@ def resume_point(directory: Path) -> Path | None:
     if not path.is_file():
         return None
     try:
-        epoch = int(torch.load(path, map_location="cpu", weights_only=True)["epoch"]) + 1
+        # memory-mapped: the epoch is read (and the file's structure checked) without loading the tensors
+        # that Lightning is about to load
+        epoch = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
     except Exception as error:  # noqa: BLE001 - any unreadable file means the same: start over
         log.warning("cannot read the resume point %s (%s): training %s from the start", path, error, directory.name)
         path.unlink(missing_ok=True)
