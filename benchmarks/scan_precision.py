@@ -147,7 +147,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=50_000)
     parser.add_argument("--points", type=int, default=21)
     parser.add_argument("--relative", type=float, default=0.01, help="precision.relative (95 %% confidence)")
-    parser.add_argument("--batch-size", type=int, default=500, help="evaluation batch: the granularity of early stopping")
+    parser.add_argument("--batch-size", type=int, default=128,
+                        help="evaluation batch: the granularity of early stopping; 128 as the Li-style loop (the CPU cache favours it)")
     parser.add_argument("--budget", type=float, default=0.5, help="refine.budget")
     parser.add_argument("--workers", default="auto")
     parser.add_argument("--points-per-batch", type=int, default=1, help="vmap points for the exact plane (GPU)")
