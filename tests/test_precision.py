@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy.stats import binom
 
+from losslandscape.landscape.batches import Residency
 from losslandscape.landscape.certified import Precision, interval
 from losslandscape.landscape.evaluator import Evaluator, parameters_of
 from losslandscape.landscape.refine import Refine, contour_agreement, contour_levels, interpolate, refine_plane
@@ -245,3 +246,32 @@ def test_the_python_api_streams_and_stops_points_early_like_the_cli():
     assert (early.examples["train"] < 3000).all()
     half_width = 1.96 * early.errors["train_loss"]
     assert (np.abs(early.values["train_loss"] - exact.values["train_loss"]) < 3 * half_width).all()
+
+
+@pytest.mark.parametrize("workers, residency", [(1, None), (2, None), (1, Residency(False, loader_workers=1))],
+                         ids=["resident", "two-workers", "streamed"])
+def test_early_stopped_points_under_vmap_stop_where_each_stops_alone(tmp_path, workers, residency):
+    """A vmapped group of points reads together, but each point leaves it at the batch where it stops
+    when evaluated on its own: the same examples read, the same numbers (up to vmap's rounding)."""
+    torch.manual_seed(0)
+    # 40 inputs: the first-layer shortcut applies (fan-in >= 16 per direction), under vmap too
+    model = torch.nn.Sequential(torch.nn.Linear(40, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+    x, y = torch.randn(6000, 40, dtype=torch.float64), torch.randint(0, 3, (6000,))
+    theta = parameters_of(model)
+    directions = [{k: torch.randn_like(v) for k, v in theta.items()} for _ in range(2)]
+    scan = PlaneScan(x_span=(-1.5, 1.5), y_span=(-1.5, 1.5), x_points=7, y_points=6, precision={"relative": 0.02})
+    results = {}
+    for points_per_batch in (1, 8):
+        evaluator = Evaluator(model, x, y, batch_size=100, first_layer_mb=16, workers=workers, residency=residency)
+        results[points_per_batch] = run_scan(scan, theta, directions, {"train": evaluator},
+                                             tmp_path / f"ppb{points_per_batch}.npz", points_per_batch=points_per_batch,
+                                             progress=False)
+    alone, together = results[1], results[8]
+    read = alone.examples["train"]
+    assert read.min() < 6000 and len(np.unique(read)) >= 3, "the test needs points that stop at different batches"
+    np.testing.assert_array_equal(together.examples["train"], read)
+    for key in ("train_loss", "train_accuracy"):
+        np.testing.assert_allclose(together.values[key], alone.values[key], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(together.errors[key], alone.errors[key], rtol=1e-9, atol=1e-12)
+    exact = Evaluator(model, x, y, batch_size=100).metrics_at(theta, directions, scan.coordinates())[:, 0].numpy()
+    assert (np.abs(together.values["train_loss"].ravel() - exact) <= 3 * 1.96 * together.errors["train_loss"].ravel()).all()

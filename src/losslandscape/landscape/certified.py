@@ -73,11 +73,15 @@ class Precision:
 
     def reached(self, sums: torch.Tensor, units: int) -> bool:
         """Whether every point of ``sums`` (``(..., 4)`` running totals over ``units``) is precise enough."""
+        return units >= self.min_units and bool(self.reached_each(sums, units).all())
+
+    def reached_each(self, sums: torch.Tensor, units: int) -> torch.Tensor:
+        """Per point of ``sums`` (``(..., 4)`` running totals over ``units``): precise enough yet?"""
         if units < self.min_units:
-            return False
+            return torch.zeros(sums.shape[:-1], dtype=torch.bool, device=sums.device)
         mean, se = loss_mean_and_se(sums, units)
         width = torch.clamp(self.relative * mean.abs(), min=self.absolute)
-        return bool((self.z * se <= width).all())
+        return self.z * se <= width
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +123,39 @@ def read_batches(batch_sums: Callable[[int], torch.Tensor], order: Iterable[int]
         units += batch_units[index]
         if precision is not None and precision.reached(sums, units):
             break
+    return _raw_row(sums, units)
+
+
+def read_batches_together(batch_sums: Callable[[int, torch.Tensor], torch.Tensor], order: Iterable[int],
+                          batch_units: list[int], points: int, precision: Precision) -> torch.Tensor:
+    """:func:`read_batches` for ``points`` points at once (``(points, 5)`` raw rows), as vmap reads them:
+    ``batch_sums(index, active)`` gives the :data:`SUMS` totals of batch ``index`` at the points
+    ``active`` (indices into the P points), ``(len(active), 4)``.
+
+    A point leaves the group at the first batch at which it is precise enough, with the totals it
+    would have had alone: every point still reading has read the same batches, so each stops where
+    :func:`read_batches` stops it, and the reading ends with the last point. Without this, a group
+    would read as far as its least precise point."""
+    rows: list[torch.Tensor | None] = [None] * points
+    active = torch.arange(points)
+    sums, units = None, 0
+    for index in order:
+        batch = batch_sums(index, active)
+        sums = batch if sums is None else sums + batch
+        units += batch_units[index]
+        stopped = precision.reached_each(sums, units).cpu()
+        if stopped.any():
+            for row, point in zip(sums[stopped.to(sums.device)], active[stopped].tolist()):
+                rows[point] = _raw_row(row, units)
+            active, sums = active[~stopped], sums[~stopped.to(sums.device)]
+            if len(active) == 0:
+                break
+    for row, point in zip(sums, active.tolist()):  # read to the end of the split
+        rows[point] = _raw_row(row, units)
+    return torch.stack(rows)
+
+
+def _raw_row(sums: torch.Tensor, units: int) -> torch.Tensor:
     return torch.cat([sums / units, sums.new_full((1,), units)])
 
 

@@ -24,7 +24,8 @@ from ..losses import Loss, as_loss
 from ..store import content_digest
 
 from .batches import Residency, batch_source
-from .certified import CERTIFIED_COLUMNS, Precision, certified_columns, example_permutation, read_batches
+from .certified import (CERTIFIED_COLUMNS, Precision, certified_columns, example_permutation, read_batches,
+                        read_batches_together)
 from .first_layer import FirstLayerShortcut
 from .last_layer import ClassMajorHead
 from .point_workers import PointWorkers, resolve_workers
@@ -295,8 +296,9 @@ class Evaluator:
         over the units read, and how many units were read.
 
         With a ``precision`` each point reads the examples in the seeded order of
-        :meth:`permuted` and stops once precise enough; it is evaluated on its own (vmap would
-        make a whole batch of points read as far as its least precise one)."""
+        :meth:`permuted` and stops once precise enough; under vmap (``points_per_batch > 1``) a
+        group of points reads together and each leaves the group where it would have stopped alone
+        (:func:`~.certified.read_batches_together`)."""
         reader = self if precision is None else self.permuted(precision.seed)
         coordinates = coordinates.to(device=self.x.device, dtype=next(iter(theta.values())).dtype)
         if len(coordinates) == 0:
@@ -324,10 +326,43 @@ class Evaluator:
     def _certified_here(self, theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.Tensor,
                         points_per_batch: int = 1, precision: Precision | None = None) -> torch.Tensor:
         """:meth:`certified_at` in this process (also what every worker runs on its share)."""
+        if precision is not None and points_per_batch > 1 and self.bn_mode != "recompute":
+            return torch.cat([self._certified_together(theta, directions, group, precision)
+                              for group in coordinates.split(points_per_batch)])
+
         def read(forward, shortcut=None, point=None, head=None):
             return self._read_batches(forward, shortcut, point, head, precision)
 
+        # (re-estimated BatchNorm updates buffers in place: no vmap, one point at a time)
         return self._metrics_here(theta, directions, coordinates, points_per_batch if precision is None else 1, read)
+
+    def _certified_together(self, theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.Tensor,
+                            precision: Precision) -> torch.Tensor:
+        """Early-stopped raw rows of a group of points read batch by batch, each batch one vmapped pass
+        over the points still reading (the vmap engine of :meth:`_metrics_here`, turned inside out)."""
+        points = FlatPoints(theta, directions)
+        shortcut = self._shortcut(self.model, theta, directions)
+        batches = iter(self.data)
+
+        def batch_sums(index: int, active: torch.Tensor) -> torch.Tensor:
+            xb, yb = next(batches)
+
+            def at(c: torch.Tensor) -> torch.Tensor:
+                if shortcut is not None:
+                    shortcut.set_output(index, c)
+                return self.criterion.sums_and_squares(self._functional(points(c), shortcut)(xb), yb)
+
+            return vmap(at, randomness=self.data.vmap_randomness)(coordinates[active.to(coordinates.device)])
+
+        with shortcut.installed() if shortcut else contextlib.nullcontext():
+            return read_batches_together(batch_sums, range(len(self._batch_units())), self._batch_units(),
+                                         len(coordinates), precision)
+
+    def _batch_units(self) -> list[int]:
+        """Units per batch, counted on first use (a token loss counts them with a device sync: once)."""
+        if self.batch_units is None:
+            self.batch_units = [self.criterion.units(yb) for yb in self.y.split(self.batch_size)]
+        return self.batch_units
 
     def _read_batches(self, forward, shortcut: FirstLayerShortcut | None, coordinates, head: ClassMajorHead | None,
                       precision: Precision | None) -> torch.Tensor:
@@ -341,9 +376,7 @@ class Evaluator:
             output = forward(xb)
             return head.sums_and_squares(output, yb) if head is not None else self.criterion.sums_and_squares(output, yb)
 
-        if self.batch_units is None:  # (a token loss counts its units with a device sync: once)
-            self.batch_units = [self.criterion.units(yb) for yb in self.y.split(self.batch_size)]
-        return read_batches(batch_sums, range(len(self.batch_units)), self.batch_units, precision)
+        return read_batches(batch_sums, range(len(self._batch_units())), self._batch_units(), precision)
 
     def _metrics_here(self, theta: ParamDict, directions: Sequence[ParamDict], coordinates: torch.Tensor,
                       points_per_batch: int = 1, summed=None) -> torch.Tensor:
