@@ -83,7 +83,8 @@ def test_the_dashboards_panels_are_chosen_from_what_the_runs_logged(tmp_path, ti
     kinds = {s["direction/type"] for s in logged if "direction/type" in s}
     assert kinds == {"NoiseDirection", "SignConsistentDirection"}
     curves = [title for title in grids if title.startswith("1D curves along")]
-    assert len(curves) == 2 and all(any(kind in title for title in curves) for kind in kinds)  # one grid per direction type
+    assert sorted(curves) == ["1D curves along filter-normalized gaussian noise directions",  # one grid per direction type,
+                              "1D curves along filter-normalized gaussian sign-consistent noise (ratio 1.0) directions"]  # in words
     for title in curves:
         tables = {panel["table"] for panel in grids[title]["panels"]}
         assert tables == {"line/plot_train_loss_table", "line/plot_test_loss_table"}

@@ -27,6 +27,11 @@ SPEC_VERSION = "losslandscape-dashboard/1"
 TRAINING_CURVES = ("train/loss_epoch", "test/loss", "test/accuracy")
 HESSIAN_KEYS = ("hessian/top_eigenvalue", "hessian/trace", "hessian/lens/positive_fraction")
 CONNECTIVITY = re.compile(r"(^|/)(barrier|linear_barrier|bezier_barrier|mode_connectivity|linear_mode_connectivity)(/|$)")
+# the direction classes' names as a title says them (a class not listed keeps its name)
+DIRECTION_TYPES_IN_WORDS = {"NoiseDirection": "noise", "SignConsistentDirection": "sign-consistent noise",
+                            "GradientDirection": "gradient", "HessianEigenvector": "Hessian eigenvector",
+                            "BetweenCheckpoints": "between-checkpoints", "TrajectoryPCA": "trajectory-PCA",
+                            "FileDirection": "loaded"}
 DIRECTION_KEYS = ("direction/type", "direction/distribution", "direction/normalization", "direction/ratio")
 NAMING_LEAVES = ("name", "_target_")  # the config leaves that name a group's option
 CURVE_TABLE = re.compile(r"^(?P<scan>[^/]+)/plot_(?P<split>train|test)_loss_table/")  # wandb.plot.line of a 1D scan
@@ -101,12 +106,17 @@ def direction_kind(summary: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def describe_kind(kind: tuple[tuple[str, Any], ...]) -> str:
-    """``filter-normalized gaussian NoiseDirection``: a direction type in the words of its settings."""
+    """``filter-normalized gaussian noise``: a direction type in the words of its settings."""
     found = dict(kind)
     words = [f"{found['direction/normalization']}-normalized" if "direction/normalization" in found else "",
-             str(found.get("direction/distribution", "")), str(found.get("direction/type", "")),
+             str(found.get("direction/distribution", "")), type_in_words(str(found.get("direction/type", ""))),
              f"(ratio {found['direction/ratio']})" if "direction/ratio" in found else ""]
     return " ".join(w for w in words if w)
+
+
+def type_in_words(name: str) -> str:
+    """``SignConsistentDirection`` -> ``sign-consistent noise``: a direction class as a reader says it."""
+    return DIRECTION_TYPES_IN_WORDS.get(name, name)
 
 
 def curve_grids(runs, base, groupby) -> list[dict[str, Any]]:
