@@ -8,7 +8,7 @@ Setup. The digits training split (1,437 examples, one full batch, mean cross-ent
 trained 10 epochs of plain SGD in this script (so the Hessian is not the one at initialization),
 float32 products for both libraries:
 
-    PyHessian  ``hessian(model, CrossEntropyLoss(), data=(x, y), cuda=False).eigenvalues(top_n=5, maxIter, tol)``
+    PyHessian  ``hessian(model, CrossEntropyLoss(), data=(x, y), cuda=...).eigenvalues(top_n=5, maxIter, tol)``
                (deflated power iteration; its HVPs counted by wrapping its ``hessian_vector_product``)
     ours       ``hessian_eigenpairs(HessianOperator.from_evaluator(Evaluator(model, x, y), theta), k=5, tol)``
                (Lanczos with full reorthogonalization, reverse-mode HVPs: ``record['num_products']``;
@@ -37,11 +37,21 @@ so that any split fits in memory). The table "cost of one HVP" measures it.
 For information only: our ``power_iteration_eigenpairs`` (PyHessian's algorithm on our operator)
 on the same grid (MLP only), to show that the saving comes from the algorithm.
 
+Device (``--device cpu``, the default, or ``cuda`` / ``cuda:N``). The model is trained on the CPU
+(the same weights on any device) and the truth is computed there too: the dense float64 Hessian is
+built by ``_common.exact_hessian`` on the CPU, and the SmallCNN's float64 Lanczos is kept beside it
+so that every device is measured against the same numbers. Everything compared and timed runs on
+``--device``: both libraries' eigenvalue runs, the HVP consistency checks (against that CPU
+truth) and the cost of one HVP. On CUDA: PyHessian 0.1's ``cuda=True`` means the current device
+(it calls ``.cuda()`` on the data and draws its start vectors on the CPU, then moves them), so
+``cuda:N`` is made the current device; TF32 is switched off (float32 products, as on the CPU);
+the clock is read after ``torch.cuda.synchronize()``.
+
 How to read the output: per model, the accuracy sweep (mean HVPs, worst error over the seeds,
 whether it reaches 1e-3), the cost of one HVP, then the timed comparison of the cheapest reaching
 settings with the two ratios and the verdict.
 
-    python benchmarks/hessian_vs_pyhessian.py [--quick] [--models mlp cnn] [--seeds N] [--rounds 7]
+    python benchmarks/hessian_vs_pyhessian.py [--quick] [--models mlp cnn] [--seeds N] [--rounds 7] [--device cuda] [--name NAME]
 
 Needs ``pip install --no-deps pyhessian==0.1`` (benchmarks/requirements.txt).
 """
@@ -49,6 +59,7 @@ Needs ``pip install --no-deps pyhessian==0.1`` (benchmarks/requirements.txt).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -83,17 +94,35 @@ def relative_errors(values, truth) -> list[float]:
     return [abs(v - t) / abs(t) for v, t in zip(values, truth)]
 
 
+def clock(device: torch.device) -> float:
+    """``perf_counter`` once the device has finished its queued work (CUDA kernels run asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+@contextlib.contextmanager
+def pyhessian_of(model, x, y):
+    """``C.pyhessian_of`` on the data's device: PyHessian puts its vectors on the CPU unless ``cuda=True``."""
+    module = C.pyhessian_module()
+    C.release_pyhessian(model)
+    try:
+        yield module.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=x.is_cuda)
+    finally:
+        C.release_pyhessian(model)
+
+
 def run_pyhessian(model, x, y, tol, max_iter, seed):
-    torch.manual_seed(seed)  # PyHessian draws its start vectors from the global generator
+    torch.manual_seed(seed)  # PyHessian draws its start vectors from the global (CPU) generator
     before = C.pyhessian_hvp_count()
-    started = time.perf_counter()
-    with C.pyhessian_of(model, x, y) as h:
+    started = clock(x.device)
+    with pyhessian_of(model, x, y) as h:
         values, _ = h.eigenvalues(maxIter=max_iter, tol=tol, top_n=K)
     return {
         "values_found_order": [float(v) for v in values],
         "found_in_descending_order": list(values) == sorted(values, reverse=True),
         "products": C.pyhessian_hvp_count() - before,
-        "wall_s": time.perf_counter() - started,
+        "wall_s": clock(x.device) - started,
         "values": sorted((float(v) for v in values), reverse=True),
     }
 
@@ -101,10 +130,10 @@ def run_pyhessian(model, x, y, tol, max_iter, seed):
 def run_ours(model, x, y, tol, seed, check=True, dtype=torch.float32, mode="reverse"):
     from losslandscape.hessian import hessian_eigenpairs
 
-    started = time.perf_counter()
+    started = clock(x.device)
     operator = C.our_operator(model, x, y, dtype, mode)
     values, _, record = hessian_eigenpairs(operator, K, which="top", tol=tol, seed=seed, check_residuals=check)
-    wall = time.perf_counter() - started
+    wall = clock(x.device) - started
     return {
         "values": values.tolist(),
         "products": record["num_products"],
@@ -119,10 +148,10 @@ def run_ours(model, x, y, tol, seed, check=True, dtype=torch.float32, mode="reve
 def run_power(model, x, y, tol, max_iter, seed):
     from losslandscape.hessian import power_iteration_eigenpairs
 
-    started = time.perf_counter()
+    started = clock(x.device)
     operator = C.our_operator(model, x, y)
     values, _, record = power_iteration_eigenpairs(operator, K, tol=tol, max_iter=max_iter, seed=seed)
-    return {"values": sorted(values.tolist(), reverse=True), "products": record["num_products"], "wall_s": time.perf_counter() - started}
+    return {"values": sorted(values.tolist(), reverse=True), "products": record["num_products"], "wall_s": clock(x.device) - started}
 
 
 def summarize(runs: list[dict], truth) -> dict:
@@ -145,10 +174,12 @@ def cheapest(settings: list[dict]) -> dict | None:
 
 
 def reference(name, model, x, y):
-    """Top-K truth, its description, and HVP consistency checks between the libraries."""
+    """Top-K truth, its description and facts, a random vector and the reference HVP with it.
+
+    On the CPU whatever ``--device``: ``C.exact_hessian`` builds the dense Hessian there, and the
+    truth should not depend on the device under test."""
     from losslandscape.hessian import hessian_eigenpairs
 
-    checks = {}
     generator = torch.Generator().manual_seed(123)
     if name == "mlp":
         eigenvalues, info, hessian, _ = C.exact_spectrum(model, x, y)
@@ -179,20 +210,34 @@ def reference(name, model, x, y):
         }
         v = torch.randn(operator.dim, generator=generator, dtype=torch.float64)
         exact_hv = operator.matvec(v)
+    return truth, source, info, v, exact_hv
+
+
+def hvp_consistency(model, x, y, v, exact_hv) -> dict:
+    """Relative differences of both libraries' HVPs with ``v`` (on the data's device) from the CPU reference."""
+    v = v.to(x.device)
     v32 = v.float()
     ours32 = C.our_operator(model, x, y).matvec(v32).double()
     ours64 = C.our_operator(model, x, y, torch.float64).matvec(v)
-    with C.pyhessian_of(model, x, y) as h:
+    with pyhessian_of(model, x, y) as h:
         pieces = list(v32.split([p.numel() for p in h.params]))
         pieces = [t.view_as(p) for t, p in zip(pieces, h.params)]
         theirs = torch.cat([t.reshape(-1) for t in C.pyhessian_module().hessian_vector_product(h.gradsH, h.params, pieces)]).double()
+    ours32, ours64, theirs = ours32.cpu(), ours64.cpu(), theirs.cpu()
     norm = float(exact_hv.norm())
-    checks = {
+    return {
         "ours_float32_vs_reference_hvp": float((ours32 - exact_hv).norm()) / norm,
         "ours_float64_vs_reference_hvp": float((ours64 - exact_hv).norm()) / norm,
         "pyhessian_float32_vs_reference_hvp": float((theirs - exact_hv).norm()) / norm,
     }
-    return truth, source, info, checks
+
+
+def synced(run, device: torch.device):
+    """``run`` followed by a wait for the device: what ``C.interleaved`` times is the work, not its launch."""
+    def call():
+        run()
+        clock(device)
+    return call
 
 
 def hvp_costs(model, x, y, rounds: int, products: int = 5) -> dict:
@@ -200,12 +245,12 @@ def hvp_costs(model, x, y, rounds: int, products: int = 5) -> dict:
     module = C.pyhessian_module()
     operator = C.our_operator(model, x, y)
     forward = C.our_operator(model, x, y, mode="forward")
-    vector = torch.randn(operator.dim, generator=torch.Generator().manual_seed(0))
+    vector = torch.randn(operator.dim, generator=torch.Generator().manual_seed(0)).to(x.device)
     state = {}
 
     def build():
         C.release_pyhessian(model)
-        state["h"] = module.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+        state["h"] = module.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=x.is_cuda)
 
     build()
     pieces = [t.view_as(p) for t, p in zip(vector.split([p.numel() for p in state["h"].params]), state["h"].params)]
@@ -223,6 +268,7 @@ def hvp_costs(model, x, y, rounds: int, products: int = 5) -> dict:
     variants = {"PyHessian constructor (forward + backward, create_graph)": build,
                 "PyHessian HVP (graph reused)": theirs, "ours HVP, reverse mode (default)": ours(operator),
                 "ours HVP, forward mode": ours(forward)}
+    variants = {k: synced(f, x.device) for k, f in variants.items()}
     samples = C.interleaved(variants, repeats=rounds, min_seconds=0.0, max_seconds=30.0)
     C.release_pyhessian(model)
     state.clear()
@@ -230,16 +276,18 @@ def hvp_costs(model, x, y, rounds: int, products: int = 5) -> dict:
     return {k: C.median(v) / scale[k] for k, v in samples.items()}
 
 
-def compare(name: str, args, x, y) -> dict:
+def compare(name: str, args, x, y, device: torch.device) -> dict:
     grid = GRIDS[name]
     seeds = list(range(args.seeds if args.seeds else (5 if name == "mlp" else 3)))
     if args.quick:
         seeds = seeds[:2]
     started = time.perf_counter()
-    model, model_info = C.trained_model(name, x, y)
+    model, model_info = C.trained_model(name, x, y)  # on the CPU: the same weights whatever the device
     print(f"## {name}: " + C.describe_model(model_info))
 
-    truth, source, truth_info, checks = reference(name, model, x, y)
+    truth, source, truth_info, probe, reference_hv = reference(name, model, x, y)
+    model, x, y = model.to(device), x.to(device), y.to(device)
+    checks = hvp_consistency(model, x, y, probe, reference_hv)
     print(f"reference top-{K} ({source}): " + ", ".join(f"{t:.6g}" for t in truth))
     print("HVP consistency (relative difference from the reference HVP): " + ", ".join(f"{k} {v:.1e}" for k, v in checks.items()))
 
@@ -333,20 +381,51 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per setting (default 5 for mlp, 3 for cnn)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (at most 60 s of them per model)")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 3 rounds, no power-iteration sweep")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where both libraries run (the truth stays on the CPU)")
+    parser.add_argument("--name", default="hessian_vs_pyhessian", help="results/<name>.json")
     C.add_common_args(parser)
     args = parser.parse_args()
     if args.quick:
         args.rounds = 3
     C.setup_from(args)
-    print(f"Top-{K} Hessian eigenvalues, ours vs PyHessian 0.1\n{C.describe_machine()}\n")
+    device = prepared_device(args.device)
+    facts = device_facts(device)
+    print(f"Top-{K} Hessian eigenvalues, ours vs PyHessian 0.1\n{C.describe_machine()}\n"
+          + "; ".join(f"{k}: {v}" for k, v in facts.items()) + "\n")
     x, y = C.digits()
     result = {
         "goal": f"top-{K} eigenvalues to {TARGET:g} relative error with <= 1/3 of PyHessian's HVPs and <= 1/3 of its wall time",
-        "models": {name: compare(name, args, x, y) for name in args.models},
+        "device": facts,
+        "models": {name: compare(name, args, x, y, device) for name in args.models},
     }
     result["goal_met"] = all(m["goal_met"] for m in result["models"].values())
-    path = C.write_results("hessian_vs_pyhessian", result)
+    path = C.write_results(args.name, result)
     print(f"wrote {path}")
+
+
+def prepared_device(name: str) -> torch.device:
+    """``--device`` as a ``torch.device`` with an index; a CUDA one is made current and its TF32 switched off."""
+    device = torch.device(name)
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: expected cpu, or cuda / cuda:N with a CUDA device visible")
+    device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+    torch.cuda.set_device(device)  # PyHessian's cuda=True means .cuda(): the current device
+    # float32 products as on the CPU: with TF32 (cuDNN's default for convolutions) a product is
+    # only good to about 1e-3, the accuracy the benchmark asks of the eigenvalues
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    return device
+
+
+def device_facts(device: torch.device) -> dict:
+    facts = {"device": str(device), "truth_on": "cpu (dense float64 Hessian / float64 Lanczos; see reference())"}
+    if device.type == "cuda":
+        facts.update(name=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                     fp32_precision={"matmul": torch.backends.cuda.matmul.fp32_precision,
+                                     "cudnn_conv": torch.backends.cudnn.conv.fp32_precision})
+    return facts
 
 
 def _brief(setting: dict | None) -> dict | None:
