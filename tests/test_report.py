@@ -23,6 +23,9 @@ from sweep_fixture import JOBS, tiny_sweep  # noqa: F401  (the session fixture)
 from losslandscape.tasks.report import run_report
 from losslandscape.tracking.sweep_jobs import sweep_jobs
 
+# one pytest-xdist worker runs every test of the sweep, so the sweep itself runs once
+pytestmark = pytest.mark.xdist_group("tiny_sweep")
+
 # Chromium's own performance hint for plotly's WebGL readback: an advice to the page's author, not an error of the page
 BROWSER_ADVICE = re.compile(r"Canvas2D: Multiple readback operations")
 CONSOLE = re.compile(r":CONSOLE[^\]]*\] \"(?P<message>.*)\", source: (?P<source>\S+)")

@@ -56,6 +56,9 @@ from losslandscape.tracking.dashboard import build_report  # noqa: E402
 from losslandscape.tracking.sweep_jobs import sweep_jobs  # noqa: E402
 from losslandscape.tracking.wandb_records import logged_run, logged_summary  # noqa: E402
 
+# one pytest-xdist worker runs every test of the sweep, so the sweep itself runs once
+pytestmark = pytest.mark.xdist_group("tiny_sweep")
+
 
 def dashboard_of(tmp_path, sweep):
     cfg = compose_config(tmp_path, ["task=dashboard", f"task.sweep_dir={sweep}", "logger.mode=offline"])
