@@ -313,3 +313,28 @@ def test_the_allocator_setting_applies_exactly_where_glibc_is():
     from losslandscape.allocator import keep_freed_memory
 
     assert keep_freed_memory() is (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
+
+
+def test_the_automatic_batch_keeps_a_cpu_pass_within_the_caches_and_changes_no_number():
+    """``evaluation.batch_size: auto`` on the CPU: the SmallCNN's largest activation on a 3 x 32 x 32
+    image is its first conv's output, 16 x 32 x 32 float32 = 64 KiB, so 16 MiB hold 256 examples;
+    the 8 x 8 digits' 4 KiB give the 4096 cap, and batch statistics keep the 4096 of every device."""
+    from losslandscape.landscape.batches import CPU_ACTIVATION_BUDGET, FULL_BATCH, auto_batch_size, tensor_bytes
+
+    cifar_cnn, digits_cnn = SmallCNN((3, 32, 32), 10).eval(), SmallCNN((1, 8, 8), 10).eval()
+    assert CPU_ACTIVATION_BUDGET // (16 * 32 * 32 * 4) == 256 == auto_batch_size(cifar_cnn, torch.randn(2, 3, 32, 32), False)
+    assert auto_batch_size(digits_cnn, torch.randn(2, 1, 8, 8), False) == FULL_BATCH == 4096
+    assert auto_batch_size(cifar_cnn, torch.randn(2, 3, 32, 32), batch_statistics=True) == FULL_BATCH
+    # a module may return a record of tensors (Hugging Face): its largest tensor counts
+    assert tensor_bytes({"logits": torch.zeros(2, 5), "hidden": (torch.zeros(2, 7, 3), None)}) == 2 * 7 * 3 * 4
+
+    torch.manual_seed(0)
+    x, y = torch.randn(700, 3, 32, 32), torch.randint(0, 10, (700,))
+    auto = Evaluator(cifar_cnn, x, y)  # the default
+    assert auto.batch_size == 256 and [len(yb) for _, yb in auto.data] == [256, 256, 188]
+    theta = parameters_of(cifar_cnn)
+    direction = {k: torch.randn_like(v) for k, v in theta.items()}
+    coordinates = torch.tensor([[0.0], [0.3]])
+    one_batch = Evaluator(cifar_cnn, x, y, batch_size=None).metrics_at(theta, [direction], coordinates)
+    torch.testing.assert_close(auto.metrics_at(theta, [direction], coordinates), one_batch, rtol=1e-5, atol=1e-6)
+    assert Evaluator(cifar_cnn, x, y, batch_size=100).batch_size == 100  # a number is taken as it is

@@ -149,7 +149,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert error.value.problems == [
         "train.epochs=0: expected an integer >= 1",
         "scan.line.span=[1,0]: expected [low, high] with low < high, e.g. [-1.0, 1.0]",
-        "evaluation.batch_size=0: expected an integer >= 1",
+        "evaluation.batch_size=0: expected auto or an integer >= 1",
     ]
 
 

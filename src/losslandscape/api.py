@@ -56,7 +56,7 @@ def as_tensors(data: Data, split: str = "train") -> tuple[torch.Tensor, torch.Te
 
 
 def objective(model: torch.nn.Module, data: Data, loss: Loss | Callable | None = None, split: str = "train",
-              bn_mode: str = "eval", batch_size: int | None = None, workers: int = 1, bn_data: Data | None = None,
+              bn_mode: str = "eval", batch_size: int | str | None = "auto", workers: int = 1, bn_data: Data | None = None,
               resident: bool | str = True, budget_mb: float = 4096.0) -> Evaluator:
     """The evaluator every measure below uses: ``model`` on ``data`` under ``loss`` (default cross-entropy).
 
@@ -83,7 +83,7 @@ def random_directions(model: torch.nn.Module, count: int, seed: int = 0, normali
 
 def scan(model: torch.nn.Module, data: Data, loss: Loss | Callable | None = None, directions: int | Sequence[ParamDict] = 1,
          grid: int | tuple[int, int] = 51, span: tuple[float, float] = (-1.0, 1.0), seed: int = 0, bn_mode: str = "eval",
-         batch_size: int | None = None, workers: int = 1, path: str | Path | None = None, progress: bool = False,
+         batch_size: int | str | None = "auto", workers: int = 1, path: str | Path | None = None, progress: bool = False,
          precision: dict | None = None, resident: bool | str = True) -> ScanResult:
     """The loss around ``model`` along one direction (a curve, labelled with its shape) or two (a surface).
 
@@ -114,7 +114,7 @@ def scan(model: torch.nn.Module, data: Data, loss: Loss | Callable | None = None
 
 def hessian(model: torch.nn.Module, data: Data, loss: Loss | Callable | None = None, top_k: int = 5, bottom_k: int = 0,
             trace_samples: int = 0, tol: float = 1e-6, dtype: torch.dtype = torch.float64, seed: int = 0,
-            batch_size: int | None = None, bn_mode: str = "eval") -> dict[str, Any]:
+            batch_size: int | str | None = "auto", bn_mode: str = "eval") -> dict[str, Any]:
     """Top (and bottom) eigenvalues of the Hessian of the mean loss over ``data`` by Lanczos, exact over
     the data, in ``dtype``; with ``trace_samples`` a Hutchinson trace and its standard error."""
     import copy

@@ -154,8 +154,8 @@ def workers() -> Rule:
     return lambda value, cfg: None if value == "auto" or (is_int(value) and value >= 1) else "expected auto or an integer >= 1"
 
 
-def auto_or_count() -> Rule:
-    return lambda value, cfg: None if value == "auto" or (is_int(value) and value >= 0) else "expected auto or an integer >= 0"
+def auto_or_count(low: int = 0) -> Rule:
+    return lambda value, cfg: None if value == "auto" or (is_int(value) and value >= low) else f"expected auto or an integer >= {low}"
 
 
 def auto_or_boolean() -> Rule:
@@ -358,7 +358,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
     },
     "evaluation": {
         "splits": list_of(one_of(*SPLITS), distinct=True, what="splits (train, test)"),
-        "batch_size": integer(1),
+        "batch_size": auto_or_count(1),
         "points_per_batch": integer(1),
         "workers": workers(),
         "bn_mode": one_of("eval", "recompute", "train"),

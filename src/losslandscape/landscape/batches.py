@@ -90,6 +90,52 @@ class Residency:
         return split_bytes(x, y) <= float(self.budget_mb) * 2**20
 
 
+# evaluation.batch_size: auto. On an accelerator, and wherever the batch is part of what is measured
+# (BatchNorm statistics of each batch, or re-estimated batch by batch), a pass is this many examples.
+FULL_BATCH = 4096
+# On a CPU, a forward pass whose activations outgrow the caches runs at the speed of main memory:
+# auto takes the largest power-of-two batch whose largest activation stays within this many bytes
+# (the knee lies between 16 and 32 MB for the CNNs of benchmarks/eval_batch_size.py).
+CPU_ACTIVATION_BUDGET = 16 * 2**20
+
+
+def auto_batch_size(model: torch.nn.Module, example: torch.Tensor, batch_statistics: bool) -> int:
+    """``evaluation.batch_size: auto`` for ``model`` on its device: :data:`FULL_BATCH`, or on a CPU the
+    largest power of two up to it whose largest activation fits :data:`CPU_ACTIVATION_BUDGET`
+    (``example``: a couple of the split's inputs, for one forward pass with hooks)."""
+    device = next(model.parameters()).device
+    if device.type != "cpu" or batch_statistics:
+        return FULL_BATCH
+    per_example = largest_activation_bytes(model, example.to(device)) / len(example)
+    fits = int(CPU_ACTIVATION_BUDGET // max(per_example, 1))
+    return min(FULL_BATCH, 1 << max(fits.bit_length() - 1, 0))
+
+
+def largest_activation_bytes(model: torch.nn.Module, batch: torch.Tensor) -> int:
+    """Bytes of the largest tensor any submodule of ``model`` returns on ``batch``."""
+    sizes = [batch.numel() * batch.element_size()]
+    hooks = [module.register_forward_hook(lambda module, args, output: sizes.append(tensor_bytes(output)))
+             for module in model.modules()]
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return max(sizes)
+
+
+def tensor_bytes(output: Any) -> int:
+    """Bytes of the largest tensor in a module's output (a tensor, a tuple, a dict or a model-output record)."""
+    if isinstance(output, torch.Tensor):
+        return output.numel() * output.element_size()
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        return max((tensor_bytes(o) for o in output), default=0)
+    return 0
+
+
 def split_bytes(x: torch.Tensor, y: torch.Tensor) -> int:
     """What a split takes on the device: its inputs and its targets."""
     return x.numel() * x.element_size() + y.numel() * y.element_size()

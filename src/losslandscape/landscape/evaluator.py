@@ -23,7 +23,7 @@ from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 from ..losses import Loss, as_loss
 from ..store import content_digest
 
-from .batches import Residency, batch_source
+from .batches import Residency, auto_batch_size, batch_source
 from .certified import (CERTIFIED_COLUMNS, Precision, certified_columns, example_permutation, read_batches,
                         read_batches_together)
 from .first_layer import FirstLayerShortcut
@@ -124,6 +124,10 @@ class Evaluator:
 
     ``residency`` (:class:`~.batches.Residency`, default: resident) keeps the split on the device
     or streams it from host memory in the same batches (``evaluation.resident``).
+
+    ``batch_size`` examples go through the model at once: ``"auto"`` (the default,
+    :func:`~.batches.auto_batch_size`) sizes it to the CPU's caches or fills an accelerator, ``None``
+    takes the whole split as one batch.
     """
 
     def __init__(
@@ -131,7 +135,7 @@ class Evaluator:
         model: torch.nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
-        batch_size: int | None = None,
+        batch_size: int | str | None = "auto",
         bn_mode: str = "eval",
         bn_x: torch.Tensor | None = None,
         first_layer_mb: float = 0.0,
@@ -151,6 +155,8 @@ class Evaluator:
         # functional_call re-ties shared weights on every call (a walk over all modules); skip it where none are shared
         self.tie_weights = has_shared_tensors(model)
         self.device = device = next(model.parameters()).device
+        if batch_size == "auto":
+            batch_size = auto_batch_size(model, x[:2], batch_statistics=self.bn_mode != "eval")
         self.batch_size = int(batch_size or len(x))
         if self.batch_size < 1:
             raise ValueError(f"evaluation batch_size must be positive, got {batch_size}")

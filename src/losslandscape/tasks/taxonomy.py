@@ -210,8 +210,8 @@ def pair_measures(session, model_a, model_b, path_a, path_b, name, curve: CurveT
         mc, linear_mc = mode_connectivity(ts, bezier[:, 0]), mode_connectivity(ts, linear[:, 0])
         xs, _ = session.data.split(str(task.cka.split))
         xs = _cka_inputs(xs, task.cka.examples, int(cfg.seed))
-        features_a = penultimate_features(model_a, xs, int(cfg.evaluation.batch_size), task.cka.layer)
-        features_b = penultimate_features(model_b, xs, int(cfg.evaluation.batch_size), task.cka.layer)
+        features_a = penultimate_features(model_a, xs, evaluator.batch_size, task.cka.layer)
+        features_b = penultimate_features(model_b, xs, evaluator.batch_size, task.cka.layer)
         distance = l2_distance(theta_a, theta_b)
         return {
             "mode_connectivity": mc["mc"], "t_star": mc["t_star"], "endpoint_loss": mc["endpoint_mean"],
