@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
+from losslandscape.landscape.batches import largest_activation_bytes  # noqa: E402
 from losslandscape.landscape.evaluator import Evaluator, parameters_of  # noqa: E402
 
 
@@ -47,20 +48,6 @@ def models(quick: bool) -> dict[str, tuple[torch.nn.Module, torch.Tensor, torch.
         "cifar-resnet": (ResNet20((3, 32, 32), 10, width=0.5).eval(), cifar[:512 if quick else 2048], labels[:512 if quick else 2048]),
     }
     return found
-
-
-def largest_activation_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
-    """Bytes of the largest output of any leaf module for one example."""
-    sizes = []
-    hooks = [m.register_forward_hook(lambda m, a, out: sizes.append(out.numel() * out.element_size()))
-             for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return max(sizes)
 
 
 def main() -> None:
@@ -88,7 +75,7 @@ def main() -> None:
         samples = C.interleaved(variants, repeats=2 if args.quick else 5, min_seconds=0.5, max_seconds=20 if args.quick else 90)
         per_thousand = {b: C.median(s) / len(x) * 1000 for b, s in samples.items()}
         fastest = min(per_thousand, key=per_thousand.get)
-        activation = largest_activation_bytes(model, x[:1])
+        activation = largest_activation_bytes(model, x[:1])  # of one example
         results[name] = {"examples": len(x), "largest_activation_bytes_per_example": activation,
                          "seconds_per_1000_examples": per_thousand, "fastest_batch": int(fastest),
                          "slowdown_of_4096_vs_fastest": per_thousand.get("4096", float("nan")) / per_thousand[fastest],
