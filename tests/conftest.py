@@ -14,6 +14,13 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+# pytest-xdist runs the suite in several processes: each takes its share of the cores for torch's
+# threads, since more threads than cores make torch's small operations wait on one another
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+
 TINY = [
     "train.epochs=2",
     "train.batch_size=128",
