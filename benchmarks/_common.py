@@ -497,11 +497,12 @@ def release_pyhessian(model: torch.nn.Module) -> None:
 
 @contextlib.contextmanager
 def pyhessian_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
-    """``pyhessian.hessian(model, CrossEntropyLoss(), data=(x, y), cuda=False)``, released afterwards."""
+    """``pyhessian.hessian(model, CrossEntropyLoss(), data=(x, y), cuda=...)`` on the data's device,
+    released afterwards (PyHessian puts its vectors on the CPU unless ``cuda=True``)."""
     module = pyhessian_module()
     release_pyhessian(model)
     try:
-        yield module.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+        yield module.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=x.is_cuda)
     finally:
         release_pyhessian(model)
 

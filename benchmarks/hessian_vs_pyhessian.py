@@ -59,7 +59,6 @@ Needs ``pip install --no-deps pyhessian==0.1`` (benchmarks/requirements.txt).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -101,22 +100,11 @@ def clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-@contextlib.contextmanager
-def pyhessian_of(model, x, y):
-    """``C.pyhessian_of`` on the data's device: PyHessian puts its vectors on the CPU unless ``cuda=True``."""
-    module = C.pyhessian_module()
-    C.release_pyhessian(model)
-    try:
-        yield module.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=x.is_cuda)
-    finally:
-        C.release_pyhessian(model)
-
-
 def run_pyhessian(model, x, y, tol, max_iter, seed):
     torch.manual_seed(seed)  # PyHessian draws its start vectors from the global (CPU) generator
     before = C.pyhessian_hvp_count()
     started = clock(x.device)
-    with pyhessian_of(model, x, y) as h:
+    with C.pyhessian_of(model, x, y) as h:
         values, _ = h.eigenvalues(maxIter=max_iter, tol=tol, top_n=K)
     return {
         "values_found_order": [float(v) for v in values],
@@ -219,7 +207,7 @@ def hvp_consistency(model, x, y, v, exact_hv) -> dict:
     v32 = v.float()
     ours32 = C.our_operator(model, x, y).matvec(v32).double()
     ours64 = C.our_operator(model, x, y, torch.float64).matvec(v)
-    with pyhessian_of(model, x, y) as h:
+    with C.pyhessian_of(model, x, y) as h:
         pieces = list(v32.split([p.numel() for p in h.params]))
         pieces = [t.view_as(p) for t, p in zip(pieces, h.params)]
         theirs = torch.cat([t.reshape(-1) for t in C.pyhessian_module().hessian_vector_product(h.gradsH, h.params, pieces)]).double()

@@ -143,11 +143,11 @@ def read_batches_together(batch_sums: Callable[[int, torch.Tensor], torch.Tensor
         batch = batch_sums(index, active)
         sums = batch if sums is None else sums + batch
         units += batch_units[index]
-        stopped = precision.reached_each(sums, units).cpu()
+        stopped = precision.reached_each(sums, units)
         if stopped.any():
-            for row, point in zip(sums[stopped.to(sums.device)], active[stopped].tolist()):
+            for row, point in zip(sums[stopped], active[stopped.cpu()].tolist()):
                 rows[point] = _raw_row(row, units)
-            active, sums = active[~stopped], sums[~stopped.to(sums.device)]
+            active, sums = active[~stopped.cpu()], sums[~stopped]
             if len(active) == 0:
                 break
     for row, point in zip(sums, active.tolist()):  # read to the end of the split

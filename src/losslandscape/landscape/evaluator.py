@@ -157,6 +157,8 @@ class Evaluator:
         self.device = device = next(model.parameters()).device
         if batch_size == "auto":
             batch_size = auto_batch_size(model, x[:2], batch_statistics=self.bn_mode != "eval")
+        if isinstance(batch_size, str):
+            raise ValueError(f"evaluation batch_size must be a positive integer, 'auto' or None (the whole split), got {batch_size!r}")
         self.batch_size = int(batch_size or len(x))
         if self.batch_size < 1:
             raise ValueError(f"evaluation batch_size must be positive, got {batch_size}")
